@@ -1,0 +1,1 @@
+"""Registered video models, one module per paper notebook (exported by nbdev)."""
