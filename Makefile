@@ -53,6 +53,9 @@ demo: $(STAMP)
 	$(BIN)/papermill --kernel python3 --no-progress-bar --cwd nbs nbs/00_core.ipynb runs/demo/00_core.ipynb
 	@echo 'demo record: runs/demo/00_core.ipynb'
 
+data: $(STAMP)
+	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
