@@ -102,7 +102,14 @@ def load_dataset_info(root) -> dict:
     p = Path(root) / 'dataset_info.json'
     if not p.exists(): return {}
     info = _read_json(p)
-    if 'flip_label_map' in info: info['flip_label_map'] = {int(k): int(v) for k, v in info['flip_label_map'].items()}
+    if 'flip_label_map' in info:
+        fl = info['flip_label_map']
+        if not isinstance(fl, dict):
+            raise AnnotationError(f"{p}: 'flip_label_map' must be an object mapping class index to class index "
+                                  f'(e.g. {{"1": 2, "2": 1}}), got a {type(fl).__name__}')
+        try: info['flip_label_map'] = {int(k): int(v) for k, v in fl.items()}
+        except (TypeError, ValueError) as e:
+            raise AnnotationError(f"{p}: 'flip_label_map' keys and values must be class indices: {e}") from e
     return info
 
 def parse_ssv2(root, split: str = 'train', video_template: str = '{id}.webm', depth_template: str | None = None,
@@ -211,11 +218,12 @@ def parse_ucf101(split_dir, split: int = 1, subset: str = 'train') -> Annotation
 
 def parse_hmdb51(split_dir, split: int = 1, subset: str = 'train') -> Annotations:
     "HMDB51 split `split` (1–3), `subset` 'train' (flag 1) or 'test' (flag 2), from `<class>_test_split{split}.txt` files."
+    if subset not in ('train', 'test'): raise ValueError(f"parse_hmdb51: subset must be 'train' or 'test', got {subset!r}")
     d = Path(split_dir)
     files = sorted(d.glob(f'*_test_split{split}.txt'))
     if not files: raise AnnotationError(f'{d}: no *_test_split{split}.txt files')
     classes = [f.name[:-len(f'_test_split{split}.txt')] for f in files]
-    want = {'train': '1', 'test': '2'}[subset]
+    want = '1' if subset == 'train' else '2'
     samples = []
     for label, (c, f) in enumerate(zip(classes, files)):
         for line, l in _lines(f):
@@ -410,12 +418,31 @@ class VideoDataset(Dataset):
         y[torch.from_numpy(self._lab[self._off[i]:self._off[i + 1]])] = 1.
         return y
 
+    def source_of(self, i: int) -> str:
+        "The annotation row of sample `i` (e.g. `'train.json:entry 7'`), for error messages."
+        return self.annotations.samples[i].source
+
+    def _named(self, i: int, f: Callable, *args, **kwargs):
+        "Run the sampler or the transform for sample `i`; an error names the video and its annotation row."
+        try: return f(*args, **kwargs)
+        except VideoDecodeError: raise
+        except Exception as e:
+            cls = type(e) if type(e) in (ValueError, TypeError, RuntimeError) else ValueError
+            raise cls(f'{self.path_of(i)} ({self.source_of(i)}): {type(e).__name__}: {e}') from e
+
     def frame_indices(self, num_frames: int, i: int, rng: np.random.Generator) -> np.ndarray:
-        "Sampler indices for sample `i`, offset into its `[start_frame, end_frame)` range and clipped to the video."
+        """Sampler indices for sample `i`, offset into its `[start_frame, end_frame)` range and clipped to the video.
+
+        A range that is empty once clipped to the video's `num_frames` (e.g. a Diving48 `start_frame` past the end of a
+        shorter file) is a `VideoDecodeError`, so `on_error='skip'` records the sample instead of reading a wrong frame."""
         start, end = (int(v) for v in self._range[i])
         end = num_frames if end < 0 else min(end, num_frames)
-        start = min(max(start, 0), max(end - 1, 0))
-        idx = np.asarray(self.sampler(end - start, rng=rng), dtype=np.int64) + start
+        start = max(start, 0)
+        if start >= end:
+            a, b = self._range[i]
+            raise VideoDecodeError(self.path_of(i), f'{self.source_of(i)}: frames [{a},{"end" if b < 0 else b}) lie outside '
+                                                    f"the video's {num_frames} frames")
+        idx = np.asarray(self._named(i, self.sampler, end - start, rng=rng), dtype=np.int64) + start
         return np.clip(idx, 0, num_frames - 1)
 
     def load(self, i: int, rng: np.random.Generator) -> dict:
@@ -435,7 +462,7 @@ class VideoDataset(Dataset):
         if views:                                                    # (C, V·T, H, W) -> (V, C, T, H, W)
             for k in ('video', 'depth'):
                 if k in s: s[k] = s[k].unflatten(1, (views, -1)).transpose(0, 1)
-        if self.transform is not None: s = self.transform(s, rng)
+        if self.transform is not None: s = self._named(i, self.transform, s, rng)
         for k in ('video', 'depth'):                                  # (3, V, C, T, S, S) from ThreeCrop -> (V·3, C, T, S, S)
             if k in s and s[k].ndim == 6: s[k] = s[k].transpose(0, 1).flatten(0, 1)
         s['path'] = path

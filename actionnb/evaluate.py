@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,9 +16,10 @@ from torch.utils.data import DataLoader, Dataset
 from .core import get_device
 
 # %% auto #0
-__all__ = ['topk_accuracy', 'per_class_accuracy', 'mean_class_accuracy', 'confusion_matrix', 'average_precision',
+__all__ = ['AVERAGE_MODES', 'topk_accuracy', 'per_class_accuracy', 'mean_class_accuracy', 'confusion_matrix', 'average_precision',
            'mean_average_precision', 'average_views', 'collect_predictions', 'pair_accuracy', 'pair_accuracy_per_pair',
-           'plot_pair_accuracy', 'evaluate_scores', 'plot_confusion', 'plot_per_class', 'grad_cam', 'record_attention']
+           'plot_pair_accuracy', 'evaluate_scores', 'plot_confusion', 'plot_per_class', 'grad_cam', 'record_attention',
+           'collect_features', 'tsne_embed', 'plot_tsne']
 
 # %% ../nbs/31_evaluate.ipynb #cb0ed476
 def _check(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,18 +72,28 @@ def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float
     return ap[~ap.isnan()].mean().item()
 
 # %% ../nbs/31_evaluate.ipynb #01c75a98
+AVERAGE_MODES = ('softmax', 'sigmoid', 'logits')
+
 def average_views(logits: torch.Tensor, views: int, mode: str = 'softmax') -> torch.Tensor:
-    "(N·V, K) logits of V consecutive views per video → (N, K) scores: mean softmax ('softmax') or mean logits ('logits')."
+    """(N·V, K) logits of V consecutive views per video → (N, K) scores: mean softmax ('softmax', single-label), mean
+    per-class sigmoid ('sigmoid', multi-label) or mean logits ('logits')."""
+    if mode not in AVERAGE_MODES: raise ValueError(f"mode must be one of {AVERAGE_MODES}, got {mode!r}")
     if logits.shape[0] % views: raise ValueError(f'{logits.shape[0]} rows are not a multiple of {views} views')
     z = logits.float().unflatten(0, (-1, views))                  # (N, V, K)
     if mode == 'softmax': return z.softmax(-1).mean(1)
-    if mode == 'logits': return z.mean(1)
-    raise ValueError(f"mode must be 'softmax' or 'logits', got {mode!r}")
+    if mode == 'sigmoid': return z.sigmoid().mean(1)
+    return z.mean(1)
 
 @torch.no_grad()
 def collect_predictions(model: nn.Module, ds: Dataset, batch_size: int = 8, num_workers: int = 0,
-                        device: str | None = None, autocast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    "Run `model` over `ds` (items {'video', 'label', 'index'}; video (C,T,H,W) or (V,C,T,H,W)): scores (N, K) as averaged softmax, labels, indices."
+                        device: str | None = None, autocast: torch.dtype | None = None,
+                        mode: str | None = None) -> dict[str, torch.Tensor]:
+    """Run `model` over `ds` (items {'video', 'label', 'index'}; video (C,T,H,W) or (V,C,T,H,W)): scores (N, K), labels, indices.
+
+    The scores average the views with `average_views(mode)`; `mode=None` picks 'sigmoid' for a multi-label dataset
+    (`ds.multi_label`, or multi-hot labels when `ds` has no such attribute) and 'softmax' otherwise."""
+    if mode is not None and mode not in AVERAGE_MODES: raise ValueError(f"mode must be one of {AVERAGE_MODES}, got {mode!r}")
+    multi = getattr(ds, 'multi_label', None)
     dev = get_device(device)
     model = model.to(dev).eval()
     out = {'scores': [], 'labels': [], 'index': []}
@@ -90,7 +102,10 @@ def collect_predictions(model: nn.Module, ds: Dataset, batch_size: int = 8, num_
         V = x.shape[1] if x.ndim == 6 else 1
         with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
             z = model(x.flatten(0, 1) if x.ndim == 6 else x)
-        out['scores'].append(average_views(z, V).cpu())
+        if mode is None:
+            ml = bool(multi) if multi is not None else torch.as_tensor(batch['label']).ndim == 2
+            mode = 'sigmoid' if ml else 'softmax'
+        out['scores'].append(average_views(z, V, mode).cpu())
         out['labels'].append(torch.as_tensor(batch['label']))
         out['index'].append(torch.as_tensor(batch['index']))
     return {k: torch.cat(v) for k, v in out.items()}
@@ -227,3 +242,52 @@ class record_attention:
         F.scaled_dot_product_attention = sdpa
         return self
     def __exit__(self, *exc): F.scaled_dot_product_attention = self._orig
+
+# %% ../nbs/31_evaluate.ipynb #c3fe44c0
+@torch.no_grad()
+def collect_features(model: nn.Module, ds: Dataset, batch_size: int = 8, num_workers: int = 0, device: str | None = None,
+                     layer: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip features `(N, F)` (the input of `layer`, default the model's last `nn.Linear`) and labels `(N,)` over `ds`.
+
+    Rows of a layer that runs per frame (`B·T` rows for a batch of `B` clips) are averaged over the clip's frames;
+    multi-view items use their first view."""
+    dev = get_device(device)
+    model = model.to(dev).eval()
+    if layer is None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears: raise ValueError(f'{type(model).__name__} has no nn.Linear: pass the layer whose input is the feature')
+        layer = linears[-1]
+    seen = []
+    hook = layer.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().flatten(1).float().cpu()))
+    feats, labels = [], []
+    try:
+        for batch in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
+            x = batch['video']
+            if x.ndim == 6: x = x[:, 0]                                   # (B, V, C, T, H, W): the first view
+            seen.clear(); model(x.to(dev))
+            f = seen[-1]
+            if f.shape[0] != x.shape[0]:
+                if f.shape[0] % x.shape[0]: raise ValueError(f'{tuple(f.shape)} features for {x.shape[0]} clips')
+                f = f.unflatten(0, (x.shape[0], -1)).mean(1)              # (B·T, F) → (B, F): the mean over frames
+            feats.append(f); labels.append(torch.as_tensor(batch['label']))
+    finally: hook.remove()
+    return torch.cat(feats), torch.cat(labels)
+
+def tsne_embed(features: torch.Tensor, perplexity: float = 30., seed: int = 0):
+    "2-D t-SNE of `(N, F)` features (scikit-learn), as a numpy array `(N, 2)`."
+    try: from sklearn.manifold import TSNE
+    except ImportError as e: raise ImportError('t-SNE needs scikit-learn: pip install scikit-learn') from e
+    x = features.float().numpy()
+    return TSNE(2, perplexity=min(perplexity, (len(x) - 1) / 3), init='pca', random_state=seed).fit_transform(x)
+
+def plot_tsne(features: torch.Tensor, labels: torch.Tensor, classes: Sequence[str] | None = None, ax=None, seed: int = 0):
+    "Scatter the t-SNE of `features`, one colour per class; returns the axes."
+    import matplotlib.pyplot as plt
+    e = tsne_embed(features, seed=seed)
+    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    y = labels.numpy()
+    for c in np.unique(y):
+        ax.scatter(*e[y == c].T, s=8, label=(classes[c][:28] if classes else str(c)))
+    if len(np.unique(y)) <= 24: ax.legend(fontsize=5, markerscale=1.5, loc='best')
+    ax.set_xticks([]); ax.set_yticks([]); ax.set_title('t-SNE of clip features')
+    return ax

@@ -174,13 +174,26 @@ def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s['torch'])
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+def _fsync_dir(d: Path) -> None:
+    "Make a rename in `d` durable by fsyncing the directory (best effort: not every OS or filesystem allows it)."
+    try:
+        fd = os.open(d, os.O_RDONLY)
+        try: os.fsync(fd)
+        finally: os.close(fd)
+    except OSError: pass
+
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    "`torch.save` to a temporary file beside `path`, fsync, then `os.replace`: a kill leaves the old or the new file."
+    """`torch.save` to a temporary file beside `path`, fsync, `os.replace`, fsync the directory: a kill leaves the old or
+    the new file. If saving fails the temporary file is removed and the error re-raised; `path` is untouched."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as f:
-        torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
+    _fsync_dir(path.parent)
     return path
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -477,7 +490,10 @@ class Learner:
 
     @torch.no_grad()
     def validate(self, ds: Dataset | None = None, batch_size: int | None = None) -> dict[str, float]:
-        "Loss, top-1 and top-5 on `ds` (default: the validation set), sharded across ranks and all-reduced; multi-view clips average their softmax."
+        """Loss, top-1 and top-5 on `ds` (default: the validation set), sharded across ranks and all-reduced.
+
+        Multi-view clips `(B, V, C, T, H, W)` average their views' softmax (single-label) or their logits (multi-hot
+        labels: the BCE loss takes logits, and the log of a mean softmax is not a logit of a per-class probability)."""
         if not hasattr(self, 'net'): self._setup()
         ds = ds if ds is not None else self.valid_ds
         shard = Subset(ds, range(self.rank, len(ds), self.world))
@@ -490,7 +506,9 @@ class Learner:
             views = x.shape[1] if x.ndim == 6 else 0                 # multi-view clips (B, V, C, T, H, W)
             with self._autocast(): logits = self.net(x.flatten(0, 1) if views else x)
             logits = logits.float()
-            if views:                                                 # average the views' softmax scores; log → "logits"
+            if views and y.ndim == 2:                                 # multi-label: mean of the views' logits
+                logits = logits.unflatten(0, (-1, views)).mean(1)
+            elif views:                                               # average the views' softmax scores; log → "logits"
                 logits = logits.softmax(-1).unflatten(0, (-1, views)).mean(1).clamp_min(1e-12).log()
             if y.ndim == 2:
                 loss = F.binary_cross_entropy_with_logits(logits, y.float(), reduction='none').mean(1).sum()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import json
 import math
@@ -24,6 +25,7 @@ with warnings.catch_warnings():                      # fvcore's import uses torc
     from fvcore.nn.jit_handles import einsum_flop_jit, get_shape
 
 from .core import create_model, get_device, get_model_spec
+from .learner import to_channels_last
 
 # %% auto #0
 __all__ = ['Handle', 'SDPA_OPS', 'FLOP_HANDLES', 'IGNORED_OPS', 'FRAME_ARGS', 'SIZE_ARGS', 'count_params', 'matmul_flops',
@@ -93,7 +95,7 @@ add add_ sub sub_ mul mul_ div div_ neg pow rsub pow sqrt rsqrt exp log abs clam
 relu relu_ gelu silu sigmoid tanh hardswish hardsigmoid softmax log_softmax dropout dropout_ feature_dropout
 max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool3d
 adaptive_max_pool2d adaptive_max_pool3d mean sum max min amax argmax topk sort cumsum norm linalg_vector_norm
-unflatten flatten roll pad constant_pad_nd zeros_like ones_like full_like fill_ zero_ copy_ cat stack repeat expand_as
+unflatten flatten roll pad constant_pad_nd zeros_like ones_like full_like fill_ zero_ copy_ cat stack repeat repeat_interleave expand_as
 new_zeros new_ones scatter gather index_select eq ne gt lt ge le lift_fresh
 '''.split()}
 
@@ -153,12 +155,20 @@ def peak_memory_mb(device: torch.device | str = 'cpu') -> float:
 def measure_throughput(model: nn.Module, clip_shape: tuple, mode: str = 'inference', steps: int = 5, warmup: int = 2,
                        device: str | torch.device | None = None, autocast: torch.dtype | None = None,
                        channels_last: bool = False) -> dict[str, float]:
-    "Clips/s and peak memory of `steps` inference or training steps on random clips of shape `clip_shape` (B, C, T, H, W)."
+    """Clips/s and peak memory of `steps` inference or training steps on random clips of shape `clip_shape` (B, C, T, H, W).
+
+    Training steps, and `channels_last` (which changes how the weights are stored), run on a deep copy, so the caller's
+    weights, batch-norm statistics, mode and memory format are unchanged; inference runs the model itself (moved to
+    `device`) and restores its train/eval mode."""
     if mode not in ('inference', 'train'): raise ValueError(f"mode must be 'inference' or 'train', got {mode!r}")
     device = get_device(device)
+    was_training = model.training
+    if mode == 'train' or channels_last: model = copy.deepcopy(model)
     model = model.to(device)
-    if channels_last: model = model.to(memory_format=torch.channels_last)
+    if channels_last: to_channels_last(model)                 # 4-D weights channels_last, 5-D channels_last_3d
     x = torch.randn(clip_shape, device=device)
+    if channels_last and x.ndim in (4, 5):
+        x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
     opt = torch.optim.SGD(model.parameters(), lr=1e-6) if mode == 'train' else None
     amp = torch.autocast(device.type, dtype=autocast, enabled=autocast is not None)
     def step():
@@ -177,6 +187,7 @@ def measure_throughput(model: nn.Module, clip_shape: tuple, mode: str = 'inferen
     for _ in range(steps): step()
     _sync(device)
     dt = time.perf_counter() - t0
+    model.train(was_training)
     return {'clips_per_s': clip_shape[0] * steps / dt, 'step_s': dt / steps, 'peak_mem_mb': peak_memory_mb(device),
             'mem_kind': 'cuda_max_allocated' if device.type == 'cuda' else 'cpu_peak_rss'}
 
