@@ -1,0 +1,64 @@
+"""papermill smoke runs of the experiment notebooks at tiny size (the real runs are `make demo` and the ablations)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / 'nbs' / 'experiments' / 'train.ipynb'
+
+
+@pytest.fixture(scope='module')
+def tiny_synth(tmp_path_factory):
+    from actionnb.synth import generate
+    root = tmp_path_factory.mktemp('synth') / 'synth-tiny'
+    generate(root, preset='mini', seed=0, workers=1, clips=(2, 1, 1), progress=False)
+    return root
+
+
+def papermill(nb: Path, out: Path, **params):
+    args = [sys.executable, '-m', 'papermill', '--kernel', 'python3', '--no-progress-bar', str(nb), str(out)]
+    for k, v in params.items(): args += ['-p', k, str(v)]
+    env = {**os.environ, 'ACTIONNB_PROGRESS': '0', 'OMP_NUM_THREADS': '1'}
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize('model', ['tsm_r50', 'tsn_r50'])
+def test_train_notebook_smoke(tiny_synth, tmp_path, model):
+    r = papermill(TRAIN, tmp_path / 'train.ipynb', model=model, name='smoke', data_root=tiny_synth, out_dir=tmp_path / 'runs',
+                  epochs=1, batch_size=8, frames=4, workers=0)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / 'runs' / 'smoke' / 'metrics.json').read_text())
+    for k in ('top1', 'top5', 'mean_class_acc', 'pair_acc', 'epochs', 'wall_s', 'params', 'gflops'):
+        assert k in m, k
+    assert m['params_used']['model'] == model and m['epochs'] == 1 and 0 <= m['pair_acc'] <= 1
+    assert (tmp_path / 'runs' / 'smoke' / 'last.pt').exists() and (tmp_path / 'train.ipynb').exists()
+
+
+def test_train_notebook_rejects_unknown_parameter(tiny_synth, tmp_path):
+    r = papermill(TRAIN, tmp_path / 'bad.ipynb', epoch=3, data_root=tiny_synth, out_dir=tmp_path / 'runs')
+    assert r.returncode != 0
+    out = json.loads((tmp_path / 'bad.ipynb').read_text())
+    text = json.dumps(out)
+    assert "unknown experiment parameter" in text and "did you mean 'epochs'" in text
+    assert not (tmp_path / 'runs').exists(), 'nothing may be trained before the parameters are checked'
+
+
+def test_stw_ablation_notebook_smoke(tiny_synth, tmp_path):
+    nb = ROOT / 'nbs' / 'experiments' / 'stw_ablation.ipynb'
+    r = papermill(nb, tmp_path / 'abl.ipynb', tables='8', seeds=2, epochs=1, frames=4, batch_size=8, workers=0,
+                  data_root=tiny_synth, out_dir=tmp_path / 'runs', results_dir=tmp_path / 'results', label='smoke')
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads((tmp_path / 'results' / 'stw_ablation.json').read_text())
+    assert set(rec['summary']) == {'stw', 'stfm>twm', 'twm>stfm'}
+    assert all(len(v) == 2 for v in rec['runs'].values())
+    md = (tmp_path / 'results' / 'stw_ablation.md').read_text()
+    assert 'Table 8' in md and '46.3%' in md and 'Orderings of the paper' in md
+    # a second call finds every run done and repeats none of them
+    r2 = papermill(nb, tmp_path / 'abl2.ipynb', tables='8', seeds=2, epochs=1, frames=4, batch_size=8, workers=0,
+                   data_root=tiny_synth, out_dir=tmp_path / 'runs', results_dir=tmp_path / 'results2', label='smoke')
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert json.loads((tmp_path / 'results2' / 'stw_ablation.json').read_text())['runs'] == rec['runs']
