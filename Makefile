@@ -26,6 +26,8 @@ $(STAMP): settings.ini setup.py
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name 'Python 3 (actionnb)' >/dev/null
 	@touch $(STAMP)
 
+NOTEBOOKS = $(sort $(wildcard nbs/*.ipynb))
+
 # A fingerprint of the notebooks and the library, to detect that export or clean changed anything.
 FINGERPRINT = find actionnb nbs -type f \( -name '*.py' -o -name '*.ipynb' \) -not -path '*/.ipynb_checkpoints/*' -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha1sum
 
@@ -47,7 +49,11 @@ check-clean: $(STAMP)
 # torch's threads outnumber the free cores.
 test: export OMP_NUM_THREADS = 1
 test: check-export check-clean
-	$(BIN)/nbdev_test --n_workers $(JOBS) --timing
+	@# Each notebook in a fresh process (as a reader's fresh kernel would run it): nbdev_test's own workers run several
+	@# notebooks in one process, so global state one leaves behind (grad mode, threads, the registry) leaks into the next.
+	@printf '%s\n' $(NOTEBOOKS) | xargs -P $(JOBS) -I{} sh -c 'log=$$(mktemp); t0=$$(date +%s); \
+	  if $(BIN)/nbdev_test --path {} > $$log 2>&1; then echo "passed {} in $$(( $$(date +%s) - t0 )) s"; rm -f $$log; \
+	  else cat $$log; rm -f $$log; echo "FAILED {}"; exit 1; fi'
 	$(BIN)/python -m pytest -n $(JOBS) -q tests
 
 # The main job: generate the embedded dataset if needed, train the demo TSM on it, evaluate, write runs/demo/.

@@ -538,7 +538,7 @@ class Learner:
         for epoch in range(start_epoch, cfg.epochs):
             self.epoch = epoch
             t0 = time.perf_counter()
-            sums = self._train_epoch(epoch, start_batch, sums)
+            with torch.enable_grad(): sums = self._train_epoch(epoch, start_batch, sums)   # whatever the caller's grad mode
             tot = _all_reduce(sums.clone())
             dt = time.perf_counter() - t0
             rec = {'epoch': epoch + 1, 'epochs': cfg.epochs, 'step': self.step, 'lr': self.lr,

@@ -175,7 +175,7 @@ def measure_throughput(model: nn.Module, clip_shape: tuple, mode: str = 'inferen
         if mode == 'inference':
             with torch.inference_mode(), amp: model(x)
         else:
-            with amp:
+            with torch.enable_grad(), amp:                  # training needs gradients whatever the caller's grad mode
                 out = model(x)
                 loss = F.cross_entropy(out.float(), torch.randint(0, out.shape[-1], (out.shape[0],), device=device))
             loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
