@@ -549,6 +549,21 @@ def synth_clip(cls: SynthClass | int | str, seed: int = 0, index: int = 0, prese
     return rgb, depth, scene
 
 # %% ../nbs/05_synth.ipynb #5966f0bb
+def _encode(path, frames: np.ndarray, container: str, codec: str, pix_fmt: str, src_fmt: str, fps: int,
+            options: dict | None = None) -> None:
+    "Encode `frames` byte-deterministically: one thread, bit-exact muxing (no random ids), explicit timestamps."
+    H, W = frames.shape[1:3]
+    with av.open(str(path), 'w', format=container, container_options={'fflags': '+bitexact'}) as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = W, H, pix_fmt
+        if options: s.options = options
+        s.codec_context.thread_count = 1
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format=src_fmt)
+            frame.pts = i
+            for pkt in s.encode(frame): c.mux(pkt)
+        for pkt in s.encode(): c.mux(pkt)
+
 def write_rgb_video(path, frames: np.ndarray, fps: int = 12, qp: int = 24):
     """Encode `(T, H, W, 3)` uint8 RGB frames as h264 (yuv420p) in an mp4 at `path`; H and W must be even.
 
@@ -557,30 +572,12 @@ def write_rgb_video(path, frames: np.ndarray, fps: int = 12, qp: int = 24):
     thread, bit-exact muxing, explicit timestamps."""
     T, H, W, _ = frames.shape
     if H % 2 or W % 2: raise ValueError(f'{path}: yuv420p needs an even frame size, got {H}x{W}')
-    with av.open(str(path), 'w', format='mp4', container_options={'fflags': '+bitexact'}) as c:
-        s = c.add_stream('libx264', rate=fps)
-        s.width, s.height, s.pix_fmt = W, H, 'yuv420p'
-        s.options = {'qp': str(qp), 'preset': 'veryfast', 'g': '1',
-                     'x264-params': 'keyint=1:scenecut=0:bframes=0:mbtree=0'}
-        s.codec_context.thread_count = 1
-        for i, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format='rgb24')
-            frame.pts = i
-            for pkt in s.encode(frame): c.mux(pkt)
-        for pkt in s.encode(): c.mux(pkt)
+    _encode(path, frames, 'mp4', 'libx264', 'yuv420p', 'rgb24', fps,
+            {'qp': str(qp), 'preset': 'veryfast', 'g': '1', 'x264-params': 'keyint=1:scenecut=0:bframes=0:mbtree=0'})
 
 def write_depth_video(path, depth: np.ndarray, fps: int = 12):
     "Encode `(T, H, W)` uint16 depth (millimetres) losslessly as ffv1 gray16le in a Matroska file at `path`."
-    T, H, W = depth.shape
-    with av.open(str(path), 'w', format='matroska', container_options={'fflags': '+bitexact'}) as c:   # no random UIDs
-        s = c.add_stream('ffv1', rate=fps)
-        s.width, s.height, s.pix_fmt = W, H, 'gray16le'
-        s.codec_context.thread_count = 1
-        for i, d in enumerate(depth):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(d), format='gray16le')
-            frame.pts = i
-            for pkt in s.encode(frame): c.mux(pkt)
-        for pkt in s.encode(): c.mux(pkt)
+    _encode(path, depth, 'matroska', 'ffv1', 'gray16le', 'gray16le', fps)
 
 def read_synth_video(path) -> np.ndarray:
     "Decode a generated file: `(T, H, W, 3)` uint8 for an mp4, `(T, H, W)` uint16 for a depth mkv."
