@@ -9,7 +9,7 @@ import math
 import sys
 import time
 from functools import partial
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -20,8 +20,8 @@ from .core import FRAME_TOKENS_TO_TOKENS, SPACE_BATCH, TIME_BATCH
 
 # %% auto #0
 __all__ = ['LayerNorm6', 'AttentionCore', 'MultiHeadSelfAttention', 'CrossAttention', 'KNNAttention', 'DropPath', 'Mlp', 'Block',
-           'JointSpaceTimeBlock', 'DividedSpaceTimeBlock', 'FactorisedEncoder', 'temporal_receptive_field',
-           'plot_temporal_receptive_field', 'attention_flops', 'bench']
+           'make_blocks', 'JointSpaceTimeBlock', 'DividedSpaceTimeBlock', 'FactorisedEncoder',
+           'temporal_receptive_field', 'plot_temporal_receptive_field', 'attention_flops', 'bench']
 
 # %% ../nbs/12_attention.ipynb #3331cc30
 def _additive(bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -29,56 +29,82 @@ def _additive(bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | N
     if bias is None or bias.dtype != torch.bool: return bias
     return torch.zeros(bias.shape, dtype=dtype, device=bias.device).masked_fill(~bias, float('-inf'))
 
+def _table(t, q, k):
+    "A relative-position term given as a tensor, or as a callable `t(q, k)` computing it."
+    return t(q, k) if callable(t) else t
+
 class AttentionCore(nn.Module):
     r"""Multi-head attention on already projected heads, with hooks for variants.
 
     `attend(q, k, v)` with q: `(B, h, N_q, d_h)`, k, v: `(B, h, N_k, d_h)` returns `(B, h, N_q, d_h)`:
-    $\mathrm{softmax}(\mathrm{mask}(q k^\top / \sqrt{d_h} + \mathrm{bias}))\, v$. Subclasses override `score_bias`,
-    `get_scores` or `mask_scores`; overriding either of the last two selects the explicit path, otherwise
-    `F.scaled_dot_product_attention` runs (set `use_sdpa = False` to force the explicit path)."""
-    def __init__(self, num_heads: int, head_dim: int, attn_drop: float = 0., rel_pos=None):
+    $O = \mathrm{softmax}(\mathrm{mask}(q k^\top / \sqrt{d_h} + \mathrm{bias}))\,v \;+\; \sum_j A_{ij} r^V_{ij}$.
+
+    Every hook receives the context `**ctx` that a block passes through: `grid` (the token grid after the prefix
+    tokens, e.g. `(H, W)` or `(T, H, W)`), `num_prefix_tokens`, and whatever a variant needs.
+    - `score_bias(q, k, attn_bias, **ctx)`: additive term on the scores: `rel_pos` (a tensor, or `rel_pos(q, k)`) plus
+      `attn_bias`. SDPA still runs.
+    - `value_bias(A, q, k, v, **ctx)`: a term added to the output, by default $\sum_j A_{ij} r^V_{ij}$ from `value_rel`
+      (a `(N_q, N_k, d_h)` / `(h, N_q, N_k, d_h)` tensor, or `value_rel(q, k)`; thesis eq. 3.5).
+    - `get_scores(q, k, **ctx)`, `mask_scores(scores, **ctx)`.
+    Overriding `get_scores`, `mask_scores` or `value_bias`, or setting `value_rel`, selects the explicit path; otherwise
+    `F.scaled_dot_product_attention` runs (`use_sdpa = False` forces the explicit path). `attend(..., need_weights=True)`
+    returns `(O, A)`; with `store_weights = True` the module keeps the last `A` in `last_weights`."""
+    def __init__(self, num_heads: int, head_dim: int, attn_drop: float = 0., rel_pos=None, value_rel=None):
         super().__init__()
         self.num_heads, self.head_dim, self.scale = num_heads, head_dim, head_dim ** -0.5
         self.attn_drop = nn.Dropout(attn_drop)
-        self.use_sdpa = True
-        if isinstance(rel_pos, torch.Tensor) and not isinstance(rel_pos, nn.Parameter):
-            self.register_buffer('rel_pos', rel_pos, persistent=False)        # moves with .to(device)
-        else: self.rel_pos = rel_pos                                          # None, nn.Parameter, nn.Module or callable
+        self.use_sdpa, self.store_weights, self.last_weights = True, False, None
+        for name, t in (('rel_pos', rel_pos), ('value_rel', value_rel)):
+            if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter):
+                self.register_buffer(name, t, persistent=False)                  # moves with .to(device)
+            else: setattr(self, name, t)                                          # None, nn.Parameter, nn.Module or callable
 
     @property
     def explicit(self) -> bool:
-        "True when the score matrix must be materialised (a score hook is overridden, or `use_sdpa` is False)."
+        "True when the attention matrix must be materialised (a hook that needs it, or `use_sdpa` False)."
         cls = type(self)
-        return (not self.use_sdpa or cls.get_scores is not AttentionCore.get_scores
-                or cls.mask_scores is not AttentionCore.mask_scores)
+        return (not self.use_sdpa or self.value_rel is not None or cls.get_scores is not AttentionCore.get_scores
+                or cls.mask_scores is not AttentionCore.mask_scores or cls.value_bias is not AttentionCore.value_bias)
 
-    def score_bias(self, q: torch.Tensor, k: torch.Tensor, attn_bias: torch.Tensor | None = None):
-        "Additive term on the scores: `rel_pos` (tensor or `rel_pos(q, k)`) + `attn_bias`; None when there is none."
-        rp = self.rel_pos(q, k) if callable(self.rel_pos) else self.rel_pos             # a table, or rel_pos(q, k)
-        rp, attn_bias = _additive(rp, q.dtype), _additive(attn_bias, q.dtype)
+    def score_bias(self, q: torch.Tensor, k: torch.Tensor, attn_bias: torch.Tensor | None = None, **ctx):
+        "Additive term on the scores: `rel_pos` + `attn_bias` (a bool mask becomes 0/−∞); None when there is none."
+        rp, attn_bias = _additive(_table(self.rel_pos, q, k), q.dtype), _additive(attn_bias, q.dtype)
         if rp is None: return attn_bias
         return rp if attn_bias is None else rp + attn_bias
 
-    def get_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def get_scores(self, q: torch.Tensor, k: torch.Tensor, **ctx) -> torch.Tensor:
         "S = q kᵀ / √d_h : `(B, h, N_q, N_k)`."
         return (q * self.scale) @ k.transpose(-2, -1)                  # S_ij = Σ_c q_ic k_jc / √d_h
 
-    def mask_scores(self, scores: torch.Tensor) -> torch.Tensor:
-        "Hook for variants that drop scores (k-NN); identity here."
+    def mask_scores(self, scores: torch.Tensor, **ctx) -> torch.Tensor:
+        "Hook for variants that drop scores (k-NN, shrinking windows); identity here."
         return scores
 
-    def attention_weights(self, q, k, attn_bias=None) -> torch.Tensor:
-        "The attention matrix A = softmax(mask(S + bias)) : `(B, h, N_q, N_k)` (explicit; for figures and tests)."
-        S = self.get_scores(q, k)
-        bias = self.score_bias(q, k, attn_bias)
-        if bias is not None: S = S + bias                              # S_ij + b_ij
-        return self.mask_scores(S).softmax(dim=-1)                     # A_ij = softmax_j
+    def value_bias(self, A: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **ctx) -> torch.Tensor | None:
+        "Σ_j A_ij r^V_ij `(B, h, N_q, d_h)` from `value_rel` (thesis eq. 3.5); None without one."
+        r = _table(self.value_rel, q, k)
+        if r is None: return None
+        if r.ndim == 3: r = r.expand(A.shape[1], *r.shape)                # one table for every head
+        return torch.einsum('bhij,hijd->bhid', A, r.to(A.dtype))       # Σ_j A_ij r_ij
 
-    def attend(self, q, k, v, attn_bias=None) -> torch.Tensor:
-        if self.explicit:
-            A = self.attn_drop(self.attention_weights(q, k, attn_bias))
-            return A @ v                                               # O_ic = Σ_j A_ij v_jc
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.score_bias(q, k, attn_bias), scale=self.scale,
+    def attention_weights(self, q, k, attn_bias=None, **ctx) -> torch.Tensor:
+        "The attention matrix A = softmax(mask(S + bias)) : `(B, h, N_q, N_k)` (explicit)."
+        S = self.get_scores(q, k, **ctx)
+        bias = self.score_bias(q, k, attn_bias, **ctx)
+        if bias is not None: S = S + bias                              # S_ij + b_ij
+        return self.mask_scores(S, **ctx).softmax(dim=-1)              # A_ij = softmax_j
+
+    def attend(self, q, k, v, attn_bias=None, need_weights: bool = False, **ctx):
+        "`(B, h, N_q, d_h)` output (and the `(B, h, N_q, N_k)` weights if `need_weights`)."
+        if self.explicit or need_weights or self.store_weights:
+            A = self.attention_weights(q, k, attn_bias, **ctx)
+            Ad = self.attn_drop(A)
+            o = Ad @ v                                                 # O_ic = Σ_j A_ij v_jc
+            vb = self.value_bias(Ad, q, k, v, **ctx)
+            if vb is not None: o = o + vb                              #     + Σ_j A_ij r^V_ij
+            if self.store_weights: self.last_weights = A.detach()
+            return (o, A) if need_weights else o
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.score_bias(q, k, attn_bias, **ctx), scale=self.scale,
                                               dropout_p=self.attn_drop.p if self.training else 0.)
 
 # %% ../nbs/12_attention.ipynb #6c0bf2b4
@@ -86,46 +112,59 @@ class MultiHeadSelfAttention(AttentionCore):
     """Multi-head self-attention (MHSA; Vaswani et al. 2017), timm-compatible names: `qkv` = Linear(dim, 3·dim), `proj`.
 
     `(B, N, dim)` → `(B, N, dim)`. `attn_bias` (forward) and `rel_pos` (init) are additive biases on the scores,
-    broadcastable to `(B, heads, N, N)`; a boolean mask means True = may attend."""
+    broadcastable to `(B, heads, N, N)`; a boolean mask means True = may attend. `**ctx` reaches `qkv_heads` and every
+    hook (a convolutional projection needs the token `grid` and `num_prefix_tokens`)."""
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
-                 rel_pos=None):
+                 rel_pos=None, value_rel=None):
         if dim % num_heads: raise ValueError(f'MultiHeadSelfAttention: dim={dim} is not divisible by num_heads={num_heads}')
-        super().__init__(num_heads, dim // num_heads, attn_drop, rel_pos)
+        super().__init__(num_heads, dim // num_heads, attn_drop, rel_pos, value_rel)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def qkv_heads(self, x: torch.Tensor, **ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         "x `(B, N, dim)` → q, k, v, each `(B, h, N, d_h)`."
         qkv = rearrange(self.qkv(x), 'b n (three h d) -> three b h n d', three=3, h=self.num_heads)
         return qkv[0], qkv[1], qkv[2]
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None, need_weights: bool = False, **ctx):
         if x.ndim != 3: raise ValueError(f'{type(self).__name__} expects tokens (B, N, D), got shape {tuple(x.shape)}')
-        q, k, v = self.qkv_heads(x)                                    # (B, h, N, d_h) each
-        o = self.attend(q, k, v, attn_bias)                            # (B, h, N, d_h)
-        o = rearrange(o, 'b h n d -> b n (h d)')                       # concatenate the heads
-        return self.proj_drop(self.proj(o))                            # W^O
+        q, k, v = self.qkv_heads(x, **ctx)                             # (B, h, N, d_h) each
+        o = self.attend(q, k, v, attn_bias, need_weights=need_weights, **ctx)
+        o, A = o if need_weights else (o, None)                        # (B, h, N, d_h)
+        o = self.proj_drop(self.proj(rearrange(o, 'b h n d -> b n (h d)')))   # concatenate the heads, W^O
+        return (o, A) if need_weights else o
 
 # %% ../nbs/12_attention.ipynb #3babdbe6
 class CrossAttention(AttentionCore):
     "Multi-head cross-attention: `x (B, N_q, dim)` attends to `context (B, N_k, context_dim)` → `(B, N_q, dim)`."
     def __init__(self, dim: int, num_heads: int = 8, context_dim: int | None = None, qkv_bias: bool = True,
-                 attn_drop: float = 0., proj_drop: float = 0., rel_pos=None):
+                 attn_drop: float = 0., proj_drop: float = 0., rel_pos=None, value_rel=None):
         if dim % num_heads: raise ValueError(f'CrossAttention: dim={dim} is not divisible by num_heads={num_heads}')
-        super().__init__(num_heads, dim // num_heads, attn_drop, rel_pos)
+        super().__init__(num_heads, dim // num_heads, attn_drop, rel_pos, value_rel)
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(context_dim or dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+    def qkv_heads(self, x: torch.Tensor, context: torch.Tensor, **ctx):
+        "Queries from x `(B, N_q, dim)`, keys and values from context `(B, N_k, context_dim)`, each `(B, h, N, d_h)`."
+        q = rearrange(self.q(x), 'b n (h d) -> b h n d', h=self.num_heads)                       # (B, h, N_q, d_h)
+        k, v = rearrange(self.kv(context), 'b n (two h d) -> two b h n d', two=2, h=self.num_heads)   # (B, h, N_k, d_h)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, attn_bias: torch.Tensor | None = None,
+                need_weights: bool = False, **ctx):
+        if context is None:
+            raise ValueError('CrossAttention needs context= (B, N_k, D_c), the tokens it attends to; in a Block pass it as a '
+                             'keyword: block(x, context=c)')
         if x.ndim != 3 or context.ndim != 3 or x.shape[0] != context.shape[0]:
             raise ValueError(f'CrossAttention expects x (B, N_q, D) and context (B, N_k, D_c), got {tuple(x.shape)} and {tuple(context.shape)}')
-        q = rearrange(self.q(x), 'b n (h d) -> b h n d', h=self.num_heads)                      # (B, h, N_q, d_h)
-        k, v = rearrange(self.kv(context), 'b n (two h d) -> two b h n d', two=2, h=self.num_heads)   # (B, h, N_k, d_h)
-        o = rearrange(self.attend(q, k, v, attn_bias), 'b h n d -> b n (h d)')
-        return self.proj_drop(self.proj(o))
+        q, k, v = self.qkv_heads(x, context, **ctx)
+        o = self.attend(q, k, v, attn_bias, need_weights=need_weights, **ctx)
+        o, A = o if need_weights else (o, None)
+        o = self.proj_drop(self.proj(rearrange(o, 'b h n d -> b n (h d)')))
+        return (o, A) if need_weights else o
 
 # %% ../nbs/12_attention.ipynb #9e3d2b1a
 class KNNAttention(MultiHeadSelfAttention):
@@ -140,7 +179,7 @@ class KNNAttention(MultiHeadSelfAttention):
         "The number of keys kept per query for `n_keys` keys."
         return min(n_keys, math.ceil(self.topk * n_keys) if isinstance(self.topk, float) else self.topk)
 
-    def mask_scores(self, scores: torch.Tensor) -> torch.Tensor:
+    def mask_scores(self, scores: torch.Tensor, **ctx) -> torch.Tensor:
         k = self.k_for(scores.shape[-1])
         if k >= scores.shape[-1]: return scores                                   # k = N: full attention
         idx = scores.topk(k, dim=-1).indices                                      # (B, h, N_q, k)
@@ -170,29 +209,46 @@ class Mlp(nn.Module):
 LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)   # ViT's LayerNorm
 
 class Block(nn.Module):
-    "Pre-norm transformer encoder layer (ViT eq. 2–3): x + attn(norm1(x)), then x + mlp(norm2(x)). `(B, N, D)` → same."
+    """Pre-norm transformer encoder layer (ViT eq. 2–3): x + attn(norm1(x)), then x + mlp(norm2(x)). `(B, N, D)` → same.
+
+    `attn_layer(dim, num_heads, qkv_bias=, attn_drop=, proj_drop=, **attn_kwargs)` and
+    `mlp_layer(dim, hidden, act_layer=, drop=)` are factories (timm's names). `forward(x, attn_bias=None, **ctx)` hands
+    `attn_bias` and the context (`grid`, `num_prefix_tokens`, `context` for cross-attention, …) to the attention by
+    keyword."""
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = True, proj_drop: float = 0.,
                  attn_drop: float = 0., drop_path: float = 0., norm_layer=LayerNorm6, act_layer=nn.GELU,
-                 attn_layer=MultiHeadSelfAttention, **attn_kwargs):
+                 attn_layer=MultiHeadSelfAttention, mlp_layer=Mlp, **attn_kwargs):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop, **attn_kwargs)
         self.drop_path = DropPath(drop_path)
         self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        self.mlp = mlp_layer(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), attn_bias))   # z' = z + MSA(LN(z))
-        return x + self.drop_path(self.mlp(self.norm2(x)))            # z'' = z' + MLP(LN(z'))
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None, **ctx) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), attn_bias=attn_bias, **ctx))   # z' = z + MSA(LN(z))
+        return x + self.drop_path(self.mlp(self.norm2(x)))                             # z'' = z' + MLP(LN(z'))
+
+def make_blocks(block_fn, depth: int, dim: int, num_heads: int, drop_path: float | Sequence[float] = 0., **kw) -> nn.ModuleList:
+    """`depth` blocks from `block_fn`: one factory for every layer, or a sequence of `depth` factories (a paper that
+    replaces some layers). Each is called as `fn(dim, num_heads, drop_path=…, **kw)`; `drop_path` may be per layer."""
+    fns = list(block_fn) if isinstance(block_fn, (list, tuple)) else [block_fn] * depth
+    if len(fns) != depth: raise ValueError(f'block_fn: {len(fns)} factories given for a depth of {depth}')
+    dpr = list(drop_path) if isinstance(drop_path, (list, tuple)) else [drop_path] * depth
+    return nn.ModuleList([fn(dim, num_heads, drop_path=dpr[i], **kw) for i, fn in enumerate(fns)])
 
 # %% ../nbs/12_attention.ipynb #5d6dc957
 class JointSpaceTimeBlock(Block):
-    "A `Block` over all T·N tokens of a clip (ViViT model 1 / TimeSformer 'joint'). `(B, T, N, D)` [+ cls `(B, 1, D)`]."
-    def forward(self, x: torch.Tensor, cls: torch.Tensor | None = None, attn_bias: torch.Tensor | None = None):
+    """A `Block` over all T·N tokens of a clip (ViViT model 1 / TimeSformer 'joint'). `(B, T, N, D)` [+ cls `(B, 1, D)`].
+
+    `grid`: the spatial token grid `(H, W)` of each frame (default `(N,)`); the attention sees `grid=(T, *grid)`."""
+    def forward(self, x: torch.Tensor, cls: torch.Tensor | None = None, attn_bias: torch.Tensor | None = None,
+                grid: tuple | None = None, **ctx):
         B, T, N, D = _frame_tokens(x, 'JointSpaceTimeBlock')
         seq = rearrange(x, FRAME_TOKENS_TO_TOKENS)                               # (B, T·N, D)
         if cls is not None: seq = torch.cat([cls, seq], dim=1)                  # (B, 1 + T·N, D)
-        seq = super().forward(seq, attn_bias)
+        ctx = {'num_prefix_tokens': int(cls is not None), **ctx, 'grid': (T, *(grid or (N,)))}
+        seq = super().forward(seq, attn_bias, **ctx)
         if cls is not None: cls, seq = seq[:, :1], seq[:, 1:]
         x = rearrange(seq, 'b (t n) d -> b t n d', t=T)
         return x if cls is None else (x, cls)
@@ -209,7 +265,7 @@ class DividedSpaceTimeBlock(nn.Module):
     applied to every frame (with the shared class token averaged over frames)."""
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = True, proj_drop: float = 0.,
                  attn_drop: float = 0., drop_path: float = 0., norm_layer=LayerNorm6, act_layer=nn.GELU,
-                 attn_layer=MultiHeadSelfAttention):
+                 attn_layer=MultiHeadSelfAttention, mlp_layer=Mlp):
         super().__init__()
         self.temporal_norm1 = norm_layer(dim)
         self.temporal_attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
@@ -219,19 +275,22 @@ class DividedSpaceTimeBlock(nn.Module):
         self.attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        self.mlp = mlp_layer(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
 
-    def forward(self, x: torch.Tensor, cls: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, cls: torch.Tensor | None = None, grid: tuple | None = None, **ctx):
+        "`grid`: each frame's spatial token grid `(H, W)` (default `(N,)`); the hooks see `(T,)` in time, it in space."
         B, T, N, D = _frame_tokens(x, 'DividedSpaceTimeBlock')
         # temporal attention: each spatial location is a sequence of T tokens; the class token stays out
         xt = rearrange(x, TIME_BATCH)                                                    # (B·N, T, D)
-        res_t = self.temporal_fc(self.drop_path(self.temporal_attn(self.temporal_norm1(xt))))
+        t_ctx = {**ctx, 'grid': (T,), 'num_prefix_tokens': 0}
+        res_t = self.temporal_fc(self.drop_path(self.temporal_attn(self.temporal_norm1(xt), **t_ctx)))
         x = x + rearrange(res_t, '(b n) t d -> b t n d', b=B)                           # (B, T, N, D)
         # spatial attention: each frame is a sequence of N tokens, with the input class token prepended
         xs = rearrange(x, SPACE_BATCH)                                                   # (B·T, N, D)
         if cls is not None:
             xs = torch.cat([cls.repeat_interleave(T, dim=0), xs], dim=1)                # (B·T, 1 + N, D)
-        res_s = self.drop_path(self.attn(self.norm1(xs)))
+        s_ctx = {**ctx, 'grid': grid or (N,), 'num_prefix_tokens': int(cls is not None)}
+        res_s = self.drop_path(self.attn(self.norm1(xs), **s_ctx))
         if cls is not None:
             cls = cls + res_s[:, :1].reshape(B, T, 1, D).mean(1)                         # average over frames
             res_s = res_s[:, 1:]
@@ -245,28 +304,47 @@ class FactorisedEncoder(nn.Module):
     """ViViT's factorised encoder (model 2): `spatial_depth` blocks per frame (per-frame class token), LayerNorm, then
     `temporal_depth` blocks over the frames' class tokens (with a temporal class token), LayerNorm.
 
-    `(B, T, N, D)` → `(B, 1 + T, D)`; index 0 is the clip representation."""
+    `(B, T, N, D)` → `(B, 1 + T', D_t)`; index 0 is the clip representation. The seams a paper plugs into:
+    - `spatial_block` / `temporal_block`: block factories (one, or one per layer; see `make_blocks`), called as
+      `fn(dim, num_heads, mlp_ratio=, qkv_bias=, drop_path=, norm_layer=)`. Spatial blocks see `grid=(H, W)` and one
+      prefix token; temporal blocks see `grid=(T,)` and one prefix token.
+    - `temporal_dim` / `temporal_heads`: the temporal encoder's own width and heads (a Linear maps D → D_t).
+    - `subsample`: `{i: module}`, applied after temporal block i (0-based) to `(B, 1 + T, D_t)` with
+      `num_prefix_tokens=1`, returning `(B, 1 + T', D_t)`: token subsampling between temporal layers (T' = T without)."""
     def __init__(self, dim: int, num_heads: int, spatial_depth: int, temporal_depth: int, mlp_ratio: float = 4.,
-                 qkv_bias: bool = True, drop_path: float = 0., norm_layer=LayerNorm6):
+                 qkv_bias: bool = True, drop_path: float = 0., norm_layer=LayerNorm6, spatial_block=Block,
+                 temporal_block=Block, temporal_dim: int | None = None, temporal_heads: int | None = None,
+                 subsample: dict[int, nn.Module] | None = None):
         super().__init__()
+        td, th = temporal_dim or dim, temporal_heads or num_heads
+        self.dim, self.temporal_dim = dim, td
         self.spatial_cls = nn.Parameter(torch.zeros(1, 1, dim))
-        self.temporal_cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.temporal_cls = nn.Parameter(torch.zeros(1, 1, td))
         nn.init.trunc_normal_(self.spatial_cls, std=.02); nn.init.trunc_normal_(self.temporal_cls, std=.02)
-        mk = lambda: Block(dim, num_heads, mlp_ratio, qkv_bias, drop_path=drop_path, norm_layer=norm_layer)
-        self.spatial_blocks = nn.ModuleList([mk() for _ in range(spatial_depth)])
+        kw = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, norm_layer=norm_layer)
+        self.spatial_blocks = make_blocks(spatial_block, spatial_depth, dim, num_heads, drop_path, **kw)
         self.spatial_norm = norm_layer(dim)
-        self.temporal_blocks = nn.ModuleList([mk() for _ in range(temporal_depth)])
-        self.temporal_norm = norm_layer(dim)
+        self.temporal_proj = nn.Linear(dim, td) if td != dim else nn.Identity()
+        self.temporal_blocks = make_blocks(temporal_block, temporal_depth, td, th, drop_path, **kw)
+        self.temporal_norm = norm_layer(td)
+        bad = [i for i in (subsample or {}) if not 0 <= int(i) < temporal_depth]
+        if bad: raise ValueError(f'FactorisedEncoder: subsample keys {bad} are not temporal block indices 0..{temporal_depth - 1}')
+        self.subsample = nn.ModuleDict({str(int(i)): m for i, m in (subsample or {}).items()})
 
-    def forward(self, x: torch.Tensor, temporal_pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temporal_pos: torch.Tensor | None = None, grid: tuple | None = None,
+                **ctx) -> torch.Tensor:
+        "`grid`: the spatial token grid `(H, W)` of each frame (default `(N,)`); `temporal_pos` `(1, T, D_t)`."
         B, T, N, D = _frame_tokens(x, 'FactorisedEncoder')
         xs = rearrange(x, SPACE_BATCH)                                          # (B·T, N, D): each frame alone
         xs = torch.cat([self.spatial_cls.expand(B * T, -1, -1), xs], dim=1)     # per-frame class token
-        for blk in self.spatial_blocks: xs = blk(xs)
-        h = self.spatial_norm(xs)[:, 0].reshape(B, T, D)                       # H ∈ R^{n_t × d}: one token per frame
+        s_ctx = {**ctx, 'grid': tuple(grid or (N,)), 'num_prefix_tokens': 1}
+        for blk in self.spatial_blocks: xs = blk(xs, **s_ctx)
+        h = self.temporal_proj(self.spatial_norm(xs)[:, 0].reshape(B, T, D))    # H ∈ R^{n_t × d_t}: one token per frame
         if temporal_pos is not None: h = h + temporal_pos
-        h = torch.cat([self.temporal_cls.expand(B, -1, -1), h], dim=1)          # (B, 1 + T, D)
-        for blk in self.temporal_blocks: h = blk(h)
+        h = torch.cat([self.temporal_cls.expand(B, -1, -1), h], dim=1)          # (B, 1 + T, D_t)
+        for i, blk in enumerate(self.temporal_blocks):
+            h = blk(h, **{**ctx, 'grid': (h.shape[1] - 1,), 'num_prefix_tokens': 1})
+            if str(i) in self.subsample: h = self.subsample[str(i)](h, num_prefix_tokens=1)   # (B, 1 + T', D_t)
         return self.temporal_norm(h)
 
 # %% ../nbs/12_attention.ipynb #567530e4

@@ -17,7 +17,7 @@ from einops import rearrange
 
 from .core import check_clip
 from .tokenization import PatchEmbed
-from .attention import Block
+from .attention import Block, make_blocks
 
 # %% auto #0
 __all__ = ['I3D_INFLATE', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet50', 'resnet18', 'randomize_batchnorm', 'InflatedConv3d',
@@ -68,16 +68,23 @@ class Bottleneck(nn.Module):
 
 # %% ../nbs/13_backbones.ipynb #5d68d935
 class ResNet(nn.Module):
-    """ResNet with torchvision parameter names and a per-block `temporal` hook inside the residual branch.
+    """ResNet with torchvision parameter names and two hooks: a per-block `temporal` module inside the residual branch,
+    and a per-stage `after_stage` module on the stage's output.
 
     `forward` takes frames `(N, C, H, W)` → logits `(N, num_classes)`, or a clip `(B, C, T, H, W)` → per-frame logits
-    `(B, T, num_classes)` (frames folded into the batch). After `inflate_resnet` it is a 3D network: clip → `(B, num_classes)`."""
+    `(B, T, num_classes)` (frames folded into the batch). After `inflate_resnet` it is a 3D network: clip → `(B, num_classes)`.
+    - `temporal_module(channels, num_frames)` → a module or None, for every block of the stages in `temporal_stages`.
+    - `after_stage(stage, channels, num_frames)` → a module or None, applied to the output of stage 1–4 as
+      `hook(x, **ctx)` (`ctx`: whatever `forward_stages` was given, e.g. another stream's features). Kept in
+      `stage_hooks['layer<i>']`.
+    Hook modules keep their own initialisation: the init loop below leaves them alone. `pool2` (identity here) is the
+    place of I3D's temporal max-pool after stage 1."""
     head_names = ('fc',)
 
     def __init__(self, block: str | type = 'bottleneck', layers: Sequence[int] = (3, 4, 6, 3), num_classes: int = 1000,
                  in_chans: int = 3, num_frames: int = 1, temporal_module: Callable | None = None,
-                 temporal_stages: Sequence[int] = (1, 2, 3, 4), zero_init_residual: bool = False, drop_rate: float = 0.,
-                 base_width: int = 64):
+                 temporal_stages: Sequence[int] = (1, 2, 3, 4), after_stage: Callable | None = None,
+                 zero_init_residual: bool = False, drop_rate: float = 0., base_width: int = 64):
         super().__init__()
         block = {'basic': BasicBlock, 'bottleneck': Bottleneck}.get(block, block)
         self.num_frames, self.is_3d = num_frames, False
@@ -85,6 +92,7 @@ class ResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_chans, w, 7, 2, 3, bias=False)
         self.bn1, self.relu = nn.BatchNorm2d(w), nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.stage_hooks = nn.ModuleDict()
         inplanes = w
         for i, (n, planes) in enumerate(zip(layers, (w, 2 * w, 4 * w, 8 * w)), start=1):
             stride = 1 if i == 1 else 2
@@ -97,40 +105,64 @@ class ResNet(nn.Module):
                 blocks.append(block(inplanes, planes, stride if j == 0 else 1, down, tm))
                 inplanes = planes * block.expansion
             setattr(self, f'layer{i}', nn.Sequential(*blocks))
+            hook = after_stage(i, inplanes, num_frames) if after_stage is not None else None
+            if hook is not None: self.stage_hooks[f'layer{i}'] = hook
+            if i == 1: self.pool2 = nn.Identity()
         self.num_features = inplanes                                # 2048 (R50) or 512 (R18)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(inplanes, num_classes)
-        for m in self.modules():                                    # torchvision's initialisation
+        hooked = {id(m) for h in self.hook_modules() for m in h.modules()}
+        for m in self.modules():                                    # torchvision's initialisation, hooks excepted
+            if id(m) in hooked: continue
             if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
             elif isinstance(m, nn.BatchNorm2d): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
         if zero_init_residual:                                      # each block starts as the identity
             for m in self.modules():
                 if isinstance(m, (Bottleneck, BasicBlock)): nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def hook_modules(self) -> list[nn.Module]:
+        "Every plugged-in module: the blocks' `temporal` modules (not `Identity`) and the stage hooks."
+        blocks = [b for i in range(1, 5) for b in getattr(self, f'layer{i}') if hasattr(b, 'temporal')]
+        return [b.temporal for b in blocks if not isinstance(b.temporal, nn.Identity)] + list(self.stage_hooks.values())
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        "conv 7×7/2 → BN → ReLU → max-pool 3×3/2: `/4` in space."
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def forward_stages(self, x: torch.Tensor, **ctx) -> list[torch.Tensor]:
+        "Frames `(N, C, H, W)` (or a clip, once inflated) → the four stage outputs (after their hooks), strides 4 … 32."
+        x, out = self.stem(x), []
+        for i in range(1, 5):
+            name = f'layer{i}'
+            x = getattr(self, name)(x)
+            if name in self.stage_hooks: x = self.stage_hooks[name](x, **ctx)
+            out.append(x)
+            if i == 1: x = self.pool2(x)
+        return out
+
+    def forward_features(self, x: torch.Tensor, **ctx) -> torch.Tensor:
         "Frames `(N, C, H, W)` → `(N, F, H/32, W/32)`; for an inflated (3D) model, clip → `(B, F, T', H/32, W/32)`."
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))       # stem: /4
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.forward_stages(x, **ctx)[-1]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         "Global average pool → (dropout) → `fc`."
         x = self.drop(torch.flatten(self.avgpool(x), 1))           # (N, F)
         return x if pre_logits else self.fc(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **ctx) -> torch.Tensor:
         if self.is_3d:
             check_clip(x, self.conv1.in_channels)
-            return self.forward_head(self.forward_features(x))      # (B, K)
+            return self.forward_head(self.forward_features(x, **ctx))      # (B, K)
         if x.ndim == 5:
             b, c, t, h, w = check_clip(x, self.conv1.in_channels)
             if self.num_frames > 1 and t != self.num_frames:
                 raise ValueError(f'this ResNet was built for num_frames={self.num_frames} (its temporal modules unfold '
                                  f'(B·T) frames), got a clip of {t} frames')
-            out = self(rearrange(x, 'b c t h w -> (b t) c h w'))     # (B·T, K)
+            out = self(rearrange(x, 'b c t h w -> (b t) c h w'), **ctx)     # (B·T, K)
             return rearrange(out, '(b t) k -> b t k', t=t)
         if x.ndim != 4: raise ValueError(f'ResNet expects frames (N, C, H, W) or a clip (B, C, T, H, W), got {tuple(x.shape)}')
-        return self.forward_head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x, **ctx))
 
 def resnet50(num_classes: int = 1000, **kw) -> ResNet:
     "ResNet-50 (bottleneck, 3-4-6-3), torchvision names."
@@ -191,17 +223,17 @@ I3D_INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))   # mmact
 # %% ../nbs/13_backbones.ipynb #c33c2ddd
 def inflate_resnet(model: ResNet, conv1_time_kernel: int = 5, inflate: Sequence[Sequence[int]] | str | None = 'i3d',
                    block_time_kernel: int = 3, conv1_time_stride: int = 1, pool1_time_stride: int = 1,
-                   init: str = 'inflate', time_padding: str = 'zeros') -> ResNet:
+                   pool2_time_stride: int = 1, init: str = 'inflate', time_padding: str = 'zeros') -> ResNet:
     """I3D: a 3D copy of a 2D `ResNet` with inflated kernels; `inflate[i][j]` = 1 gives block j of stage i+1 a `block_time_kernel` conv.
 
     `inflate='i3d'`: `I3D_INFLATE` for a 3-4-6-3 ResNet, otherwise every other block from the first; `None`: no block
-    gets a temporal kernel (only `conv1`)."""
+    gets a temporal kernel (only `conv1`). `pool2_time_stride` > 1 makes `pool2` a temporal max-pool after stage 1
+    (mmaction2's `with_pool2`). Hook modules (`temporal`, `stage_hooks`) are kept as they are, not inflated: in the 3D
+    network they receive clips `(B, C, T, H, W)` instead of folded frames."""
     if model.is_3d: raise ValueError('the model is already 3D')
     depths = [len(getattr(model, f'layer{i}')) for i in range(1, 5)]
     if inflate == 'i3d':
         inflate = I3D_INFLATE if depths == [3, 4, 6, 3] else tuple(tuple(int(j % 2 == 0) for j in range(n)) for n in depths)
-    if any(not isinstance(b.temporal, nn.Identity) for i in range(1, 5) for b in getattr(model, f'layer{i}')):
-        raise ValueError('inflate_resnet expects a plain 2D ResNet; this one has temporal modules')
     if inflate is not None and [len(s) for s in inflate] != depths:
         raise ValueError(f'inflate pattern has {[len(s) for s in inflate]} entries per stage, the ResNet has {depths} blocks; '
                          f'give one 0/1 per block')
@@ -209,6 +241,7 @@ def inflate_resnet(model: ResNet, conv1_time_kernel: int = 5, inflate: Sequence[
     kw = dict(init=init, time_padding=time_padding)
     m.conv1 = inflate_conv2d(m.conv1, conv1_time_kernel, conv1_time_stride, **kw)
     m.maxpool = nn.MaxPool3d((1, 3, 3), (pool1_time_stride, 2, 2), (0, 1, 1))
+    if pool2_time_stride > 1: m.pool2 = nn.MaxPool3d((pool2_time_stride, 1, 1), (pool2_time_stride, 1, 1))
     for i in range(1, 5):
         for j, blk in enumerate(getattr(m, f'layer{i}')):
             t = block_time_kernel if inflate is not None and inflate[i - 1][j] else 1
@@ -216,9 +249,11 @@ def inflate_resnet(model: ResNet, conv1_time_kernel: int = 5, inflate: Sequence[
             for name in ('conv2', 'conv3'):
                 if hasattr(blk, name): setattr(blk, name, inflate_conv2d(getattr(blk, name), 1, **kw))
             if blk.downsample is not None: blk.downsample[0] = inflate_conv2d(blk.downsample[0], 1, **kw)
-    for parent in list(m.modules()):                               # every BN2d → BN3d, in place
+    hooked = {id(x) for h in m.hook_modules() for x in h.modules()}
+    for parent in list(m.modules()):                               # every BN2d → BN3d, in place (hooks keep theirs)
+        if id(parent) in hooked: continue
         for name, child in parent.named_children():
-            if isinstance(child, nn.BatchNorm2d): setattr(parent, name, inflate_batchnorm(child))
+            if isinstance(child, nn.BatchNorm2d) and id(child) not in hooked: setattr(parent, name, inflate_batchnorm(child))
     m.avgpool, m.is_3d = nn.AdaptiveAvgPool3d(1), True
     return m
 
@@ -230,14 +265,16 @@ class QuickGELU(nn.Module):
 class VisionTransformer(nn.Module):
     """ViT with timm parameter names; with `pre_norm=True, patch_bias=False, head_bias=False, norm_eps=1e-5` it is CLIP's visual tower.
 
-    `forward`: frames `(B, C, H, W)` → `(B, num_classes)`; a clip `(B, C, T, H, W)` → per-frame outputs `(B, T, num_classes)`."""
+    `forward`: frames `(B, C, H, W)` → `(B, num_classes)`; a clip `(B, C, T, H, W)` → per-frame outputs `(B, T, num_classes)`.
+    `block_fn`: the block factory, or one per layer (`make_blocks`), called as `fn(dim, heads, drop_path=, mlp_ratio=,
+    qkv_bias=, norm_layer=, act_layer=)`; the blocks receive `grid` and `num_prefix_tokens`."""
     head_names = ('head',)
     num_prefix_tokens = 1
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4., qkv_bias: bool = True,
                  pre_norm: bool = False, patch_bias: bool = True, head_bias: bool = True, norm_eps: float = 1e-6,
-                 act: str = 'gelu', drop_rate: float = 0., drop_path_rate: float = 0.):
+                 act: str = 'gelu', drop_rate: float = 0., drop_path_rate: float = 0., block_fn=Block):
         super().__init__()
         norm = lambda d: nn.LayerNorm(d, eps=norm_eps)
         act_layer = {'gelu': nn.GELU, 'quick_gelu': QuickGELU}[act]
@@ -247,8 +284,8 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))  # E_pos, cls included
         self.norm_pre = norm(embed_dim) if pre_norm else nn.Identity()
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]   # stochastic depth grows with depth
-        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dpr[i],
-                                            norm_layer=norm, act_layer=act_layer) for i in range(depth)])
+        self.blocks = nn.Sequential(*make_blocks(block_fn, depth, embed_dim, num_heads, dpr, mlp_ratio=mlp_ratio,
+                                                 qkv_bias=qkv_bias, norm_layer=norm, act_layer=act_layer))
         self.norm = norm(embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes, bias=head_bias) if num_classes > 0 else nn.Identity()
@@ -274,7 +311,13 @@ class VisionTransformer(nn.Module):
             b, c, t, h, w = check_clip(x, self.patch_embed.proj.in_channels)
             z = self.forward_features(rearrange(x, 'b c t h w -> (b t) c h w'))
             return rearrange(z, '(b t) n d -> b t n d', t=t)
-        return self.norm(self.blocks(self.embed(x)))
+        return self.forward_tokens(self.embed(x), grid=self.patch_embed.grid_size)
+
+    def forward_tokens(self, z: torch.Tensor, **ctx) -> torch.Tensor:
+        "Embedded tokens `(B, P+N, D)` → the blocks (each given `**ctx` and the prefix count) → final norm."
+        ctx = {'num_prefix_tokens': self.num_prefix_tokens, **ctx}
+        for blk in self.blocks: z = blk(z, **ctx)
+        return self.norm(z)
 
     def forward_head(self, z: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         "Class token → dropout → `head`; works on `(B, 1+N, D)` or `(B, T, 1+N, D)`."

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import check_clip
+from .tokenization import stem_token_grid
 
 # %% auto #0
 __all__ = ['CDCConv3d', 'CDCUnit3d', 'CDCStem']
@@ -97,6 +98,10 @@ class CDCStem(nn.Sequential):
         self.conv2c = CDCUnit3d(c2, c3, 3, padding=1, theta=theta, mode=mode)                        # Conv3d_2c_3x3
         self.pool3a = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))                  # MaxPool3d_3a_3x3
         self.in_ch, self.out_channels = in_ch, c3
+
+    def token_grid(self, size: tuple) -> tuple[int, int, int]:
+        "The output grid `(T', H', W')` for a `(T, H, W)` clip (`stem_token_grid`)."
+        return stem_token_grid(self, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_clip(x, self.in_ch, name='CDCStem input')

@@ -9,7 +9,8 @@ import difflib
 import inspect
 import os
 import random
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -18,9 +19,10 @@ from einops import rearrange
 
 # %% auto #0
 __all__ = ['CLIP_LAYOUT', 'TOKENS_LAYOUT', 'FRAME_TOKENS_LAYOUT', 'CLIP_TO_FRAMES', 'FRAMES_TO_CLIP', 'FRAME_TOKENS_TO_TOKENS',
-           'TOKENS_TO_FRAME_TOKENS', 'SPACE_BATCH', 'TIME_BATCH', 'MODEL_MODULES', 'check_clip', 'clip_to_frames',
-           'frames_to_clip', 'UnknownModelError', 'ModelSpec', 'register_model', 'list_models', 'get_model_spec',
-           'create_model', 'seed_everything', 'get_device', 'test_shape']
+           'TOKENS_TO_FRAME_TOKENS', 'SPACE_BATCH', 'TIME_BATCH', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN',
+           'CLIP_STD', 'MODALITIES', 'check_clip', 'clip_to_frames', 'frames_to_clip', 'UnknownModelError', 'InputSpec',
+           'ModelSpec', 'register_model', 'list_models', 'get_model_spec', 'create_model', 'input_spec',
+           'model_modules', 'seed_everything', 'get_device', 'test_shape']
 
 # %% ../nbs/00_core.ipynb #8258ec98
 CLIP_LAYOUT = 'b c t h w'          # a batch of clips
@@ -64,14 +66,49 @@ class UnknownModelError(KeyError):
     "Raised by `create_model` for a name that is not registered."
     def __str__(self): return self.args[0]
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+MODALITIES = {'rgb': ('video', 3), 'depth': ('depth', 1)}      # modality → (batch key, channels)
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model takes, so that nothing about its input is guessed from its name (timm's per-model `mean`/`std`).
+
+    `mean`/`std`: the RGB normalisation its weights were trained with. `modalities`: the streams its `forward` takes,
+    in argument order (`'rgb'` → `batch['video']`, `'depth'` → `batch['depth']`). `frames_arg`/`size_arg`: the builder
+    keywords that carry the clip length and frame size (None: the model does not take one; 'auto': `register_model`
+    picks `num_frames` / `img_size` when the builder takes them)."""
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    modalities: tuple = ('rgb',)
+    frames_arg: str | None = 'auto'
+    size_arg: str | None = 'auto'
+
+    def __post_init__(self):
+        bad = [m for m in self.modalities if m not in MODALITIES]
+        if bad or not self.modalities:
+            raise ValueError(f'InputSpec: modalities must be a non-empty subset of {sorted(MODALITIES)}, got {self.modalities}')
+        if len(self.mean) != 3 or len(self.std) != 3: raise ValueError('InputSpec: mean and std are per RGB channel (3 values)')
+
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        "The batch entries the model's `forward` receives, in order."
+        return tuple(MODALITIES[m][0] for m in self.modalities)
+
+    def example_inputs(self, frames: int, size: int, batch: int = 1, fill: str = 'zeros') -> tuple[torch.Tensor, ...]:
+        "One `(batch, C, frames, size, size)` clip per modality (C = 3 for rgb, 1 for depth), zeros or `randn`."
+        make = torch.zeros if fill == 'zeros' else torch.randn
+        return tuple(make(batch, MODALITIES[m][1], frames, size, size) for m in self.modalities)
+
 @dataclass
 class ModelSpec:
-    "A registered model: its builder, named presets and a one-line description."
+    "A registered model: its builder, named presets, a one-line description and its `InputSpec`."
     name: str
     builder: Callable[..., torch.nn.Module]
     presets: dict[str, dict] = field(default_factory=dict)
     description: str = ''
     paper: str = ''
+    input: InputSpec = field(default_factory=InputSpec)
 
     def config(self, preset: str = 'paper', **overrides) -> dict:
         "The keyword arguments `create_model` would pass to the builder."
@@ -84,14 +121,23 @@ class ModelSpec:
             raise TypeError(f"model {self.name!r} does not take {unknown}; it takes {sorted(k for k in params)}")
         return {**self.presets[preset], **overrides}
 
+    def clip_kwargs(self, frames: int | None = None, size: int | None = None) -> dict:
+        "The builder keywords that carry `frames` and `size` (per `InputSpec.frames_arg`/`size_arg`)."
+        out = {}
+        if frames is not None and self.input.frames_arg: out[self.input.frames_arg] = frames
+        if size is not None and self.input.size_arg: out[self.input.size_arg] = size
+        return out
+
 _REGISTRY: dict[str, ModelSpec] = {}
 
 # %% ../nbs/00_core.ipynb #cc5ee0b1
-def register_model(name: str | None = None, presets: dict[str, dict] | None = None, description: str = '', paper: str = ''):
+def register_model(name: str | None = None, presets: dict[str, dict] | None = None, description: str = '', paper: str = '',
+                   input: InputSpec | None = None):
     """Decorator registering a model builder under `name` (default: the function's name).
 
     `presets` maps preset names to keyword arguments for the builder; `paper` and `tiny` are required.
-    The builder must accept `num_classes`."""
+    The builder must accept `num_classes`. `input` is what the model takes (default: ImageNet-normalised RGB).
+    Registering a name again replaces it, with a warning: two modules claiming one name is a bug."""
     def deco(builder):
         key = name or builder.__name__
         ps = dict(presets or {})
@@ -100,13 +146,24 @@ def register_model(name: str | None = None, presets: dict[str, dict] | None = No
         params = inspect.signature(builder).parameters
         if 'num_classes' not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             raise TypeError(f"model {key!r}: its builder must accept a `num_classes` argument")
+        spec = input or InputSpec()
+        auto = {'frames_arg': 'num_frames', 'size_arg': 'img_size'}
+        spec = replace(spec, **{f: (a if a in params else None) for f, a in auto.items() if getattr(spec, f) == 'auto'})
+        for arg in (spec.frames_arg, spec.size_arg):
+            if arg and arg not in params:
+                raise TypeError(f"model {key!r}: its InputSpec names the builder argument {arg!r}, which the builder does not take")
+        if key in _REGISTRY:
+            old = _REGISTRY[key].builder
+            warnings.warn(f"model {key!r} is registered again: {old.__module__}.{old.__qualname__} is replaced by "
+                          f"{builder.__module__}.{builder.__qualname__}", stacklevel=2)
         desc = description or (inspect.getdoc(builder) or '').split('\n')[0]
-        _REGISTRY[key] = ModelSpec(key, builder, ps, desc, paper)
+        _REGISTRY[key] = ModelSpec(key, builder, ps, desc, paper, spec)
         return builder
     return deco
 
 def list_models(pattern: str = '') -> list[str]:
     "Sorted names of registered models containing `pattern`."
+    _import_model_modules()
     return sorted(k for k in _REGISTRY if pattern in k)
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -119,21 +176,38 @@ def get_model_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 def create_model(name: str, preset: str = 'paper', **overrides) -> torch.nn.Module:
-    "Build the registered model `name` with configuration `preset`, with `overrides` replacing preset keys."
+    """Build the registered model `name` with configuration `preset`, with `overrides` replacing preset keys.
+
+    The model carries `model_name`, `preset` and `input_spec` (the registered one, unless the builder set its own,
+    e.g. a model whose modality is a keyword)."""
     spec = get_model_spec(name)
     model = spec.builder(**spec.config(preset, **overrides))
     model.model_name, model.preset = name, preset
+    if not isinstance(getattr(model, 'input_spec', None), InputSpec): model.input_spec = spec.input
     return model
 
-# %% ../nbs/00_core.ipynb #23cc1aa6
-MODEL_MODULES = ['actionnb.models.baselines', 'actionnb.models.stw']
+def input_spec(model: torch.nn.Module) -> InputSpec:
+    "The `InputSpec` of a model (set by `create_model`); a plain module takes ImageNet-normalised RGB."
+    spec = getattr(model, 'input_spec', None)
+    return spec if isinstance(spec, InputSpec) else InputSpec()
 
+# %% ../nbs/00_core.ipynb #23cc1aa6
+def model_modules() -> list[str]:
+    "The modules of the `actionnb.models` package, discovered on disk (each registers its models when imported)."
+    import pkgutil
+    import actionnb.models as pkg
+    return sorted(f'{pkg.__name__}.{m.name}' for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith('_'))
+
+_IMPORTED = False
 def _import_model_modules():
+    global _IMPORTED
+    if _IMPORTED: return
     import importlib
-    for m in MODEL_MODULES:
-        try: importlib.import_module(m)
-        except ModuleNotFoundError as e:
-            if e.name is None or not m.startswith(e.name): raise   # a real missing dependency inside the module
+    _IMPORTED = True                         # set first: a model module that imports the registry must not recurse
+    try:
+        for m in model_modules(): importlib.import_module(m)
+    except BaseException:
+        _IMPORTED = False; raise
 
 # %% ../nbs/00_core.ipynb #b16c2a70
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:

@@ -24,14 +24,14 @@ with warnings.catch_warnings():                      # fvcore's import uses torc
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import einsum_flop_jit, get_shape
 
-from .core import create_model, get_device, get_model_spec
+from .core import create_model, get_device, get_model_spec, input_spec
 from .learner import to_channels_last
 
 # %% auto #0
-__all__ = ['Handle', 'SDPA_OPS', 'FLOP_HANDLES', 'IGNORED_OPS', 'FRAME_ARGS', 'SIZE_ARGS', 'count_params', 'matmul_flops',
-           'addmm_like_flops', 'sdpa_flops', 'einsum_flops', 'native_mha_flops', 'register_flop_handle',
-           'declare_free_ops', 'flop_analysis', 'flop_report', 'count_flops', 'peak_memory_mb', 'measure_throughput',
-           'model_summary', 'clip_overrides', 'profile_model', 'main']
+__all__ = ['Handle', 'SDPA_OPS', 'FLOP_HANDLES', 'IGNORED_OPS', 'count_params', 'matmul_flops', 'addmm_like_flops', 'sdpa_flops',
+           'einsum_flops', 'native_mha_flops', 'register_flop_handle', 'declare_free_ops', 'flop_analysis',
+           'flop_report', 'count_flops', 'peak_memory_mb', 'measure_throughput', 'model_summary', 'clip_overrides',
+           'profile_model', 'main']
 
 # %% ../nbs/32_profile.ipynb #f216ced3
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -199,36 +199,30 @@ def model_summary(model: nn.Module, clip_shape: tuple, depth: int = 3, **kwargs)
                        col_names=('output_size', 'num_params'), **kwargs))
 
 # %% ../nbs/32_profile.ipynb #e3a9c423
-FRAME_ARGS = ('num_frames', 'frames', 'num_segments', 'n_segment')
-SIZE_ARGS = ('img_size', 'image_size', 'size')
-
 def clip_overrides(name: str, frames: int, size: int) -> dict:
-    "The builder keywords that carry `frames` and `size` for model `name` (those its signature takes)."
-    params = inspect.signature(get_model_spec(name).builder).parameters
-    out = {}
-    for names, val in ((FRAME_ARGS, frames), (SIZE_ARGS, size)):
-        hit = next((n for n in names if n in params), None)
-        if hit: out[hit] = val
-    return out
+    "The builder keywords that carry `frames` and `size` for model `name`, as its `InputSpec` names them."
+    return get_model_spec(name).clip_kwargs(frames, size)
 
 def profile_model(name: str, preset: str = 'paper', frames: int = 8, size: int = 224, num_classes: int | None = None,
                   bench: bool = False, batch: int = 1, device: str | None = None, autocast: torch.dtype | None = None,
                   steps: int = 5, summary: bool = False) -> dict[str, Any]:
-    "Params and per-view GFLOPs of the registered model `name` on a (1, 3, frames, size, size) clip; `bench` adds throughput."
+    """Params and per-view GFLOPs of the registered model `name` on one clip per modality of its `InputSpec`
+    (`(1, 3, frames, size, size)` RGB, `(1, 1, …)` depth); `bench` adds throughput (RGB-only models)."""
     over = clip_overrides(name, frames, size)
     if num_classes is not None: over['num_classes'] = num_classes
     model = create_model(name, preset, **over)
-    x = torch.randn(1, 3, frames, size, size)
+    xs = input_spec(model).example_inputs(frames, size, fill='randn')
     try:
-        with torch.no_grad(): model.eval()(x)
+        with torch.no_grad(): model.eval()(*xs)
     except Exception as e:
         raise ValueError(f'model {name!r} (preset {preset!r}) cannot take a clip of {frames} frames at {size}x{size}: '
                          f'{type(e).__name__}: {e}') from e
-    rep = flop_report(model, x)
+    rep = flop_report(model, *xs)
     out = {'model': name, 'preset': preset, 'frames': frames, 'size': size, 'params': count_params(model),
            'gflops': rep['flops'] / 1e9, 'flops_by_operator': rep['by_operator'], 'uncounted_ops': sorted(rep['uncounted'])}
-    if summary: out['summary'] = model_summary(model, tuple(x.shape))
+    if summary: out['summary'] = model_summary(model, tuple(xs[0].shape))
     if bench:
+        if len(xs) > 1: raise ValueError(f'--bench measures single-stream models; {name!r} takes {input_spec(model).modalities}')
         shape = (batch, 3, frames, size, size)
         for mode in ('inference', 'train'):
             r = measure_throughput(model, shape, mode=mode, steps=steps, device=device, autocast=autocast)

@@ -15,11 +15,28 @@ from einops import rearrange
 from .core import check_clip
 
 # %% auto #0
-__all__ = ['PatchEmbed', 'inflate_patch_weight', 'TubeletEmbed', 'VideoToTokens', 'ConvTokenEmbed', 'ClassToken',
-           'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'LearnedPosEmbed', 'SpaceTimePosEmbed',
+__all__ = ['stem_token_grid', 'PatchEmbed', 'inflate_patch_weight', 'TubeletEmbed', 'VideoToTokens', 'ConvTokenEmbed',
+           'ClassToken', 'sincos_pos_embed_1d', 'sincos_pos_embed_2d', 'LearnedPosEmbed', 'SpaceTimePosEmbed',
            'interpolate_pos_embed', 'interpolate_time_embed']
 
 # %% ../nbs/10_tokenization.ipynb #2dc9cdac
+_GRID_LAYERS = (nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool2d, nn.AvgPool3d)
+
+def stem_token_grid(stem: nn.Module, size: tuple) -> tuple[int, int, int]:
+    """The grid `(T', H', W')` of the tokens a stem makes of a `(T, H, W)` clip, from its convolutions and pools in
+    order (2D layers act on (H, W) of every frame): n' = ⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1 per axis. The blocks after a
+    stem are told this grid; it is what a convolutional projection or a relative position needs."""
+    g = list(size)
+    if len(g) != 3: raise ValueError(f'stem_token_grid: size must be (T, H, W), got {size}')
+    for m in stem.modules():
+        if not isinstance(m, _GRID_LAYERS): continue
+        nd = 3 if isinstance(m, (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d)) else 2
+        k, s, p, d = (v if isinstance(v, tuple) else (v,) * nd for v in
+                      (m.kernel_size, m.stride, m.padding, getattr(m, 'dilation', 1)))
+        for j, ax in enumerate(range(3) if nd == 3 else (1, 2)):
+            g[ax] = (g[ax] + 2 * p[j] - d[j] * (k[j] - 1) - 1) // s[j] + 1
+    return tuple(g)
+
 def _check_divisible(size: tuple, patch: tuple, what: str = 'frame', names: str = 'HW'):
     bad = [f'{n}={s} % {p}' for n, s, p in zip(names, size, patch) if s % p]
     if bad:
@@ -47,6 +64,10 @@ class PatchEmbed(nn.Module):
             raise ValueError(f'PatchEmbed expects (B, {self.proj.in_channels}, H, W) frames or a (B, C, T, H, W) clip, got {tuple(x.shape)}')
         _check_divisible(x.shape[-2:], self.patch_size)
         return rearrange(self.proj(x), 'b d h w -> b (h w) d')             # (B, N, D), N = H/P · W/P
+
+    def token_grid(self, size: tuple) -> tuple[int, int, int]:
+        "The token grid `(T', H', W')` this stem makes of a `(T, H, W)` clip (`stem_token_grid`)."
+        return stem_token_grid(self, size)
 
 # %% ../nbs/10_tokenization.ipynb #1239812e
 def inflate_patch_weight(weight2d: torch.Tensor, t: int, init: str = 'central') -> torch.Tensor:
@@ -87,6 +108,10 @@ class TubeletEmbed(nn.Module):
             if pe.proj.bias is not None: te.proj.bias.copy_(pe.proj.bias)
         return te
 
+    def token_grid(self, size: tuple) -> tuple[int, int, int]:
+        "The token grid `(T', H', W')` this stem makes of a `(T, H, W)` clip (`stem_token_grid`)."
+        return stem_token_grid(self, size)
+
 # %% ../nbs/10_tokenization.ipynb #0a4ba29e
 class VideoToTokens(nn.Module):
     "CTN video-to-tokens stem (thesis eq. 4.5): 3D conv 7³/2 → BN → 3D max-pool 3³/2 → (t, p, p) tubelet projection."
@@ -109,6 +134,10 @@ class VideoToTokens(nn.Module):
         z = self.pool(self.bn(self.conv(x)))           # (B, 32, T/s, H/4, W/4)   eq. 4.5
         return rearrange(self.proj(z), 'b d t h w -> b t (h w) d')
 
+    def token_grid(self, size: tuple) -> tuple[int, int, int]:
+        "The token grid `(T', H', W')` this stem makes of a `(T, H, W)` clip (`stem_token_grid`)."
+        return stem_token_grid(self, size)
+
 # %% ../nbs/10_tokenization.ipynb #7a0c8d9f
 class ConvTokenEmbed(nn.Module):
     "STAT token embedding block: three 3×3×3 conv layers, strides (2,2,2), (1,2,2), (1,2,2): (B,C,T,H,W) → (B, T/2, H/8·W/8, 192)."
@@ -129,6 +158,10 @@ class ConvTokenEmbed(nn.Module):
         b, c, t, h, w = check_clip(x, self.layers[0].in_channels)
         _check_divisible((t, h, w), self.stride, 'clip', 'THW')
         return rearrange(self.layers(x), 'b d t h w -> b t (h w) d')
+
+    def token_grid(self, size: tuple) -> tuple[int, int, int]:
+        "The token grid `(T', H', W')` this stem makes of a `(T, H, W)` clip (`stem_token_grid`)."
+        return stem_token_grid(self, size)
 
 # %% ../nbs/10_tokenization.ipynb #fcf40f98
 class ClassToken(nn.Module):

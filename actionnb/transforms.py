@@ -12,12 +12,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .core import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD   # the statistics live with the model registry's InputSpec
+
 # %% auto #0
-__all__ = ['TSM_SCALES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD', 'SSV2_FLIP_LABEL_MAP',
-           'SSV2_DIRECTION_SENSITIVE', 'as_rng', 'ClipTransform', 'Compose', 'ToFloatClip', 'GeometricTransform',
-           'short_side_size', 'ResizeShortSide', 'resized_crop', 'RandomResizedCrop', 'fixed_crop_offsets',
-           'MultiScaleCrop', 'center_offsets', 'CenterCrop', 'three_crop_boxes', 'ThreeCrop', 'Normalize',
-           'LabelAwareHFlip', 'one_hot', 'MixUp', 'cutmix_box', 'CutMix']
+__all__ = ['TSM_SCALES', 'SSV2_FLIP_LABEL_MAP', 'SSV2_DIRECTION_SENSITIVE', 'as_rng', 'ClipTransform', 'Compose', 'ToFloatClip',
+           'GeometricTransform', 'short_side_size', 'ResizeShortSide', 'resized_crop', 'RandomResizedCrop',
+           'fixed_crop_offsets', 'MultiScaleCrop', 'center_offsets', 'CenterCrop', 'three_crop_boxes', 'ThreeCrop',
+           'Normalize', 'LabelAwareHFlip', 'one_hot', 'MixUp', 'cutmix_box', 'CutMix', 'MixUpOrCutMix',
+           'make_batch_mix']
 
 # %% ../nbs/03_transforms.ipynb #c986c7c7
 def as_rng(rng: np.random.Generator | int | None = None) -> np.random.Generator:
@@ -197,9 +199,6 @@ class ThreeCrop(GeometricTransform):
     def apply_params(self, x, p, mode): return torch.stack([x[..., t:t + ch, l:l + cw] for t, l, ch, cw in p])
 
 # %% ../nbs/03_transforms.ipynb #6755a264
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-
 class Normalize(ClipTransform):
     "`(video − mean) / std` per channel of a `(…, C, T, H, W)` float video; `depth` is left alone."
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
@@ -293,26 +292,50 @@ def one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> t
     return y * (1 - smoothing) + smoothing / num_classes
 
 class _BatchMix:
-    def __init__(self, num_classes: int, alpha: float, label_smoothing: float = 0.0, seed=None):
+    """The one batch-mix API (used by `Learner` and usable as a `collate_fn` step): mix a batch dict, partner j = B−1−i.
+
+    The output keeps the two label sets and the weight, `label_a` (own), `label_b` (partner's), `lam`, so that a loss can
+    be λ·L(y_a) + (1−λ)·L(y_b) and accuracy can be scored against the dominant label. With `num_classes` given, `label`
+    also becomes the soft target `(B, K)`; without it, `label` is left as it was. Its own generator (`seed`) draws λ
+    and the box, and `state_dict()` / `load_state_dict()` carry it through a checkpoint."""
+    def __init__(self, alpha: float, num_classes: int | None = None, label_smoothing: float = 0.0, seed=None):
+        if alpha <= 0: raise ValueError(f'{type(self).__name__}: alpha must be > 0, got {alpha}')
         self.num_classes, self.alpha, self.label_smoothing = num_classes, alpha, label_smoothing
         self.rng = np.random.default_rng(seed)
+
+    def draw(self, rng: np.random.Generator) -> tuple[_BatchMix, float]:
+        "(the mix to apply, λ ~ Beta(α, α))."
+        return self, float(rng.beta(self.alpha, self.alpha))
+
     def __call__(self, batch: Mapping, rng=None, lam: float | None = None) -> dict:
-        "Mix a batch dict (`video` `(B,C,T,H,W)`, `label`, optional `depth`); returns soft `label` `(B, K)` and `lam`."
+        "Mix a batch dict (`video` `(B,C,T,H,W)`, `label`, optional `depth`)."
         rng = self.rng if rng is None else as_rng(rng)
         out = dict(batch)
         v = batch['video']
         if v.ndim != 5: raise ValueError(f'{type(self).__name__} mixes a batch (B, C, T, H, W), got {tuple(v.shape)}')
-        lam = float(rng.beta(self.alpha, self.alpha)) if lam is None else float(lam)
-        y = one_hot(batch['label'], self.num_classes, self.label_smoothing)
-        lam = self.mix(out, lam, rng)                                 # mixes video (+ depth) in place of out
-        out['label'] = lam * y + (1 - lam) * y.flip(0)               # partner j = B-1-i
-        out['lam'] = lam
+        mix, drawn = self.draw(rng)
+        lam = mix.mix(out, drawn if lam is None else float(lam), rng)   # mixes video (+ depth) in place of out
+        y = torch.as_tensor(batch['label'])
+        out.update(label_a=y, label_b=y.flip(0), lam=lam)              # partner j = B-1-i
+        if self.num_classes is not None:
+            t = one_hot(y, self.num_classes, self.label_smoothing)
+            out['label'] = lam * t + (1 - lam) * t.flip(0)
         return out
 
+    def state_dict(self) -> dict:
+        "The generator's state, with its big integers as strings (loadable with `torch.load(weights_only=True)`)."
+        s = self.rng.bit_generator.state
+        return {'bit_generator': s['bit_generator'], 'state': {k: str(v) for k, v in s['state'].items()},
+                'has_uint32': int(s['has_uint32']), 'uinteger': str(s['uinteger'])}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.rng.bit_generator.state = {'bit_generator': d['bit_generator'], 'state': {k: int(v) for k, v in d['state'].items()},
+                                        'has_uint32': d['has_uint32'], 'uinteger': int(d['uinteger'])}
+
 class MixUp(_BatchMix):
-    "Mixup on a batch of clips: `x̃ = λx + (1−λ)x_flip`, soft targets likewise, `λ ~ Beta(α, α)`."
-    def __init__(self, num_classes: int, alpha: float = 0.8, label_smoothing: float = 0.0, seed=None):
-        super().__init__(num_classes, alpha, label_smoothing, seed)
+    "Mixup on a batch of clips: `x̃ = λx + (1−λ)x_flip`, targets likewise, `λ ~ Beta(α, α)`."
+    def __init__(self, num_classes: int | None = None, alpha: float = 0.8, label_smoothing: float = 0.0, seed=None):
+        super().__init__(alpha, num_classes, label_smoothing, seed)
     def mix(self, out, lam, rng):
         for k in ('video', 'depth'):
             if out.get(k) is not None: out[k] = lam * out[k] + (1 - lam) * out[k].flip(0)
@@ -327,8 +350,8 @@ def cutmix_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[in
 
 class CutMix(_BatchMix):
     "CutMix on a batch of clips: paste the same box of the partner clip into every frame; `λ'` = 1 − box area / frame area."
-    def __init__(self, num_classes: int, alpha: float = 1.0, label_smoothing: float = 0.0, seed=None):
-        super().__init__(num_classes, alpha, label_smoothing, seed)
+    def __init__(self, num_classes: int | None = None, alpha: float = 1.0, label_smoothing: float = 0.0, seed=None):
+        super().__init__(alpha, num_classes, label_smoothing, seed)
     def mix(self, out, lam, rng):
         h, w = out['video'].shape[-2:]
         y0, y1, x0, x1 = cutmix_box(h, w, lam, rng)
@@ -339,3 +362,23 @@ class CutMix(_BatchMix):
                 out[k] = x
         out['box'] = (y0, y1, x0, x1)
         return 1 - (y1 - y0) * (x1 - x0) / (h * w)
+
+class MixUpOrCutMix(_BatchMix):
+    "Per batch, CutMix with probability `switch_prob`, else Mixup (timm's `Mixup` with both alphas set)."
+    def __init__(self, num_classes: int | None = None, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
+                 switch_prob: float = 0.5, label_smoothing: float = 0.0, seed=None):
+        super().__init__(mixup_alpha, num_classes, label_smoothing, seed)
+        self.mixup, self.cutmix, self.switch_prob = MixUp(alpha=mixup_alpha), CutMix(alpha=cutmix_alpha), switch_prob
+    def draw(self, rng):
+        m = self.cutmix if rng.random() < self.switch_prob else self.mixup
+        return m, float(rng.beta(m.alpha, m.alpha))
+
+def make_batch_mix(mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, num_classes: int | None = None,
+                   label_smoothing: float = 0.0, seed=None) -> _BatchMix | None:
+    "None (both alphas 0), `MixUp`, `CutMix`, or `MixUpOrCutMix` when both are on."
+    if mixup_alpha < 0 or cutmix_alpha < 0: raise ValueError(f'mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha}, {cutmix_alpha}')
+    kw = dict(num_classes=num_classes, label_smoothing=label_smoothing, seed=seed)
+    if mixup_alpha and cutmix_alpha: return MixUpOrCutMix(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, **kw)
+    if mixup_alpha: return MixUp(alpha=mixup_alpha, **kw)
+    if cutmix_alpha: return CutMix(alpha=cutmix_alpha, **kw)
+    return None

@@ -5,7 +5,7 @@
 # %% ../../nbs/14_baselines.ipynb #825d4f03
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -16,7 +16,7 @@ from ..core import check_clip, register_model
 
 # %% auto #0
 __all__ = ['BASELINE_FIGURES', 'DEPTH_ARGS', 'TemporalShift', 'TSN', 'tsn_r50', 'tsm_r50', 'i3d_r50', 'TimeSformer',
-           'timesformer_b', 'ViViT', 'vivit_b', 'depth_extrapolated']
+           'timesformer_b', 'ViViT', 'vivit_b', 'vivit_b_joint', 'depth_extrapolated']
 
 # %% ../../nbs/14_baselines.ipynb #e840d1cc
 class TemporalShift(nn.Module):
@@ -47,40 +47,46 @@ class TemporalShift(nn.Module):
 from ..backbones import ResNet, inflate_resnet
 from ..weights import load_pretrained
 from ..tokenization import PatchEmbed, TubeletEmbed
-from ..attention import DividedSpaceTimeBlock, FactorisedEncoder, LayerNorm6
+from ..attention import Block, DividedSpaceTimeBlock, FactorisedEncoder, LayerNorm6, make_blocks
+from ..core import FRAME_TOKENS_TO_TOKENS
 
 # %% ../../nbs/14_baselines.ipynb #8daf4e88
 class TSN(ResNet):
     """TSN: a 2D ResNet on every frame, per-frame logits averaged (average consensus). With `shift=True` it is **TSM**:
     a `TemporalShift` (fold C/`fold_div`) at the start of each residual branch of the stages in `shift_stages`.
+    Any other temporal module plugs in the same way: `temporal_module(channels, num_frames)` (STW's block, say), in the
+    ResNet stages `shift_stages`; `after_stage` is `ResNet`'s per-stage hook.
 
     Clip `(B, C, T, H, W)` → logits `(B, num_classes)`; `frame_logits` gives `(B, T, num_classes)`.
     Parameter names are torchvision's (`conv1`, `layer1.0.conv1`, …, `fc`)."""
     def __init__(self, block: str = 'bottleneck', layers: Sequence[int] = (3, 4, 6, 3), num_classes: int = 400,
                  num_frames: int = 8, shift: bool = False, fold_div: int = 8, shift_stages: Sequence[int] = (1, 2, 3, 4),
-                 drop_rate: float = 0.5, in_chans: int = 3, base_width: int = 64):
-        tm = (lambda channels, t: TemporalShift(t, fold_div)) if shift else None
-        super().__init__(block, layers, num_classes, in_chans, num_frames, tm, shift_stages, drop_rate=drop_rate,
-                         base_width=base_width)
-        self.shift = shift
+                 drop_rate: float = 0.5, in_chans: int = 3, base_width: int = 64, temporal_module: Callable | None = None,
+                 after_stage: Callable | None = None):
+        if shift and temporal_module is not None: raise ValueError('TSN: pass shift=True or a temporal_module, not both')
+        tm = (lambda channels, t: TemporalShift(t, fold_div)) if shift else temporal_module
+        super().__init__(block, layers, num_classes, in_chans, num_frames, tm, shift_stages, after_stage=after_stage,
+                         drop_rate=drop_rate, base_width=base_width)
+        self.shift, self.has_temporal = shift, tm is not None
 
     def check_clip(self, x: torch.Tensor) -> int:
         "Validate a clip before any computation; return its number of frames."
         b, c, t, h, w = check_clip(x, self.conv1.in_channels)
-        if self.shift and t != self.num_frames:
-            raise ValueError(f'TSM was built for num_frames={self.num_frames} (the shift unfolds (B·T) frames into clips), '
+        if self.has_temporal and t != self.num_frames:
+            who, what = ('TSM', 'the shift unfolds') if self.shift else (type(self).__name__, 'its temporal modules unfold')
+            raise ValueError(f'{who} was built for num_frames={self.num_frames} ({what} (B·T) frames into clips), '
                              f'got a clip of {t} frames; build it with num_frames={t}')
         if h < 32 or w < 32: raise ValueError(f'{type(self).__name__}: frames of {h}x{w} are smaller than the 32x32 a ResNet downsamples by')
         return t
 
-    def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
-        "Clip `(B, C, T, H, W)` → per-frame logits `(B, T, K)`."
+    def frame_logits(self, x: torch.Tensor, **ctx) -> torch.Tensor:
+        "Clip `(B, C, T, H, W)` → per-frame logits `(B, T, K)`; `ctx` goes to the stage hooks."
         t = self.check_clip(x)
-        z = self.forward_features(rearrange(x, 'b c t h w -> (b t) c h w'))    # (B·T, F, H/32, W/32)
+        z = self.forward_features(rearrange(x, 'b c t h w -> (b t) c h w'), **ctx)   # (B·T, F, H/32, W/32)
         return rearrange(self.forward_head(z), '(b t) k -> b t k', t=t)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.frame_logits(x).mean(1)                                     # average consensus: (B, K)
+    def forward(self, x: torch.Tensor, **ctx) -> torch.Tensor:
+        return self.frame_logits(x, **ctx).mean(1)                              # average consensus: (B, K)
 
 # %% ../../nbs/14_baselines.ipynb #188e7d97
 def _maybe_load(model: nn.Module, pretrained) -> nn.Module:
@@ -118,9 +124,8 @@ def i3d_r50(num_classes: int = 400, num_frames: int = 32, block: str = 'bottlene
             drop_rate: float = 0.5, pretrained=None) -> ResNet:
     "I3D ResNet-50: a 2D ResNet inflated to 3D (`inflate_resnet`); clip → logits. `pretrained`: a 2D torchvision state dict (inflated on load)."
     m = inflate_resnet(ResNet(block, layers, num_classes, drop_rate=drop_rate), conv1_time_kernel, 'i3d',   # I3D_INFLATE pattern
-                       conv1_time_stride=conv1_time_stride, pool1_time_stride=pool1_time_stride)
-    if pool2_time_stride > 1:                                  # mmaction2 `with_pool2`: temporal max-pool after stage 1
-        m.layer1.append(nn.MaxPool3d((pool2_time_stride, 1, 1), (pool2_time_stride, 1, 1)))
+                       conv1_time_stride=conv1_time_stride, pool1_time_stride=pool1_time_stride,
+                       pool2_time_stride=pool2_time_stride)      # mmaction2 `with_pool2`: temporal max-pool after stage 1
     m.num_frames = num_frames
     return _maybe_load(m, pretrained)
 
@@ -202,25 +207,38 @@ def timesformer_b(num_classes: int = 400, img_size: int = 224, num_frames: int =
 
 # %% ../../nbs/14_baselines.ipynb #e099d916
 class ViViT(nn.Module):
-    """ViViT model 2 (factorised encoder): tubelets → spatial encoder per time step → temporal encoder → head.
+    """ViViT on tubelets: model 2 (`attention='factorised'`: spatial encoder per time step → temporal encoder) or
+    model 1 (`attention='joint'`: `spatial_depth` layers over all n_t·N tokens and one class token, one position table).
 
-    Clip `(B, C, T, H, W)` → logits `(B, K)`; `forward_features` gives `(B, 1 + T/t, D)` (index 0: the clip token)."""
+    Clip `(B, C, T, H, W)` → logits `(B, K)`; `forward_features` gives `(B, 1 + T/t, D)` (model 2) or
+    `(B, 1 + T/t·N, D)` (model 1); index 0 is the clip token."""
     head_names = ('head',)
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, tubelet_size: int = 2, num_frames: int = 32,
                  num_classes: int = 400, embed_dim: int = 768, spatial_depth: int = 12, temporal_depth: int = 4,
                  num_heads: int = 12, mlp_ratio: float = 4., qkv_bias: bool = True, drop_rate: float = 0.,
-                 drop_path_rate: float = 0., in_chans: int = 3):
+                 drop_path_rate: float = 0., in_chans: int = 3, attention: str = 'factorised'):
         super().__init__()
         if num_frames % tubelet_size:
             raise ValueError(f'ViViT: num_frames={num_frames} is not divisible by the tubelet length {tubelet_size}')
-        self.num_frames, self.embed_dim = num_frames, embed_dim
+        if attention not in ('factorised', 'joint'): raise ValueError(f"ViViT: attention must be 'factorised' or 'joint', got {attention!r}")
+        self.num_frames, self.embed_dim, self.attention = num_frames, embed_dim, attention
         self.patch_embed = TubeletEmbed(img_size, patch_size, tubelet_size, in_chans, embed_dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1, self.patch_embed.num_patches, embed_dim))   # spatial, shared over time
-        self.temporal_pos = nn.Parameter(torch.zeros(1, num_frames // tubelet_size, embed_dim))     # one per time step
-        nn.init.trunc_normal_(self.pos_embed, std=.02); nn.init.trunc_normal_(self.temporal_pos, std=.02)
-        self.encoder = FactorisedEncoder(embed_dim, num_heads, spatial_depth, temporal_depth, mlp_ratio, qkv_bias,
-                                         drop_path=drop_path_rate)
+        nt, n = num_frames // tubelet_size, self.patch_embed.num_patches
+        if attention == 'factorised':
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1, n, embed_dim))              # spatial, shared over time
+            self.temporal_pos = nn.Parameter(torch.zeros(1, nt, embed_dim))             # one per time step
+            nn.init.trunc_normal_(self.temporal_pos, std=.02)
+            self.encoder = FactorisedEncoder(embed_dim, num_heads, spatial_depth, temporal_depth, mlp_ratio, qkv_bias,
+                                             drop_path=drop_path_rate)
+        else:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + nt * n, embed_dim))        # every token, class token first
+            nn.init.trunc_normal_(self.cls_token, std=.02)
+            dpr = [drop_path_rate * i / max(spatial_depth - 1, 1) for i in range(spatial_depth)]
+            self.blocks = make_blocks(Block, spatial_depth, embed_dim, num_heads, dpr, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
+            self.norm = LayerNorm6(embed_dim)
+        nn.init.trunc_normal_(self.pos_embed, std=.02)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes)
 
@@ -238,10 +256,15 @@ class ViViT(nn.Module):
         return t
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        "Clip → `(B, 1 + n_t, D)` after the temporal encoder's final norm."
+        "Clip → `(B, 1 + n_t, D)` (model 2) or `(B, 1 + n_t·N, D)` (model 1) after the final norm."
         self.check_clip(x)
-        z = self.patch_embed(x) + self.pos_embed                                 # (B, n_t, N, D)
-        return self.encoder(z, temporal_pos=self.temporal_pos)                   # (B, 1 + n_t, D)
+        z, grid = self.patch_embed(x), self.patch_embed.grid_size               # (B, n_t, N, D)
+        if self.attention == 'factorised':
+            return self.encoder(z + self.pos_embed, temporal_pos=self.temporal_pos, grid=grid)   # (B, 1 + n_t, D)
+        B, nt = z.shape[:2]
+        seq = torch.cat([self.cls_token.expand(B, -1, -1), rearrange(z, FRAME_TOKENS_TO_TOKENS)], 1) + self.pos_embed
+        for blk in self.blocks: seq = blk(seq, grid=(nt, *grid), num_prefix_tokens=1)   # joint space-time attention
+        return self.norm(seq)                                                    # (B, 1 + n_t·N, D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_drop(self.forward_features(x)[:, 0]))         # (B, K)
@@ -256,15 +279,26 @@ def vivit_b(num_classes: int = 400, img_size: int = 224, num_frames: int = 32, e
     return ViViT(img_size, 16, tubelet_size, num_frames, num_classes, embed_dim, spatial_depth, temporal_depth, num_heads,
                  drop_rate=drop_rate, drop_path_rate=drop_path_rate)
 
+@register_model('vivit_b_joint', presets={'paper': dict(img_size=224, num_frames=32, depth=12),
+                                          'tiny': dict(num_frames=8, depth=2, **_VIT_TINY)},
+                paper='ViViT-B joint space-time (Arnab et al. 2021, model 1), tubelet 16x16x2: the thesis\'s "ViViT-B"')
+def vivit_b_joint(num_classes: int = 400, img_size: int = 224, num_frames: int = 32, embed_dim: int = 768, depth: int = 12,
+                  num_heads: int = 12, tubelet_size: int = 2, drop_rate: float = 0., drop_path_rate: float = 0.) -> ViViT:
+    "ViViT-B/16x2, joint space-time attention (model 1): every layer attends over all n_t·N tokens."
+    return ViViT(img_size, 16, tubelet_size, num_frames, num_classes, embed_dim, depth, 0, num_heads,
+                 drop_rate=drop_rate, drop_path_rate=drop_path_rate, attention='joint')
+
 # %% ../../nbs/14_baselines.ipynb #56843d15
 BASELINE_FIGURES = {   # model: published per-view figures, 1 MAC = 1 FLOP (see ../shared/REFERENCES.md)
     'tsn_r50': dict(frames=8, size=224, gflops=33., params=24.3e6, source='TSM paper (TSN R50 8f)'),
     'tsm_r50': dict(frames=8, size=224, gflops=33., params=24.3e6, source='TSM paper'),
     'i3d_r50': dict(frames=32, size=224, gflops=None, params=28e6, source='thesis Table 4.7 (params only)'),
     'timesformer_b': dict(frames=8, size=224, gflops=196., params=121.4e6, source='TimeSformer / mmaction2 zoo'),
-    'vivit_b': dict(frames=32, size=224, gflops=325., params=88.9e6, source='thesis Tables 4.3, 4.7'),
+    # the ViViT paper is not in shared/papers: its model-2 figure (Table 2) was quoted from memory and is unchecked
+    'vivit_b': dict(frames=32, size=224, gflops=284.4, params=115.1e6, source='ViViT Table 2, model 2 (unchecked: not in shared/papers)'),
+    'vivit_b_joint': dict(frames=32, size=224, gflops=325., params=88.9e6, source='thesis Tables 4.3, 4.7 ("ViViT-B")'),
 }
-DEPTH_ARGS = {'timesformer_b': ('depth',), 'vivit_b': ('spatial_depth', 'temporal_depth')}
+DEPTH_ARGS = {'timesformer_b': ('depth',), 'vivit_b': ('spatial_depth', 'temporal_depth'), 'vivit_b_joint': ('depth',)}
 
 def depth_extrapolated(name: str, preset: str = 'paper', frames: int | None = None, size: int | None = None, **overrides) -> dict:
     """Params and FLOPs of a transformer baseline from copies with depth 1 and 2 in each of its depth arguments.

@@ -21,7 +21,7 @@ from .baselines import TSN, TemporalShift
 # %% auto #0
 __all__ = ['FUSIONS', 'EDGES', 'STFM_CONVS', 'STW_MODULES', 'COMBINATIONS', 'STAGE_NAMES', 'parse_fusion', 'split_channels',
            'group_order', 'shift_time', 'SpatioTemporalFusion', 'TemporalWiseModule', 'STWBlock', 'parse_stages',
-           'stw_temporal_module', 'STWNet', 'stw_r50']
+           'stw_temporal_module', 'stw_r50']
 
 # %% ../../nbs/20_stw.ipynb #f7b5dd17
 FUSIONS = ('4:2:4', '8:4/3:8', '16:8/7:16', 'avg')     # Table 5, bottom to top
@@ -212,28 +212,6 @@ def stw_temporal_module(modules: str = 'stw', tsm_fold_div: int = 8, **block_kw)
     return lambda channels, num_frames: STWBlock(channels, num_frames, modules, **block_kw)
 
 # %% ../../nbs/20_stw.ipynb #22807e61
-class STWNet(TSN):
-    """A TSN whose residual branches in paper stages `stages` start with `temporal_module(channels, num_frames)`: an
-    `STWBlock` (STW, STFM or TWM), TSM's `TemporalShift`, or nothing (TSN).
-
-    Clip `(B, C, T, H, W)` → logits `(B, num_classes)` (per-frame logits averaged); `frame_logits` → `(B, T, num_classes)`."""
-    def __init__(self, block: str = 'bottleneck', layers: Sequence[int] = (3, 4, 6, 3), num_classes: int = 174,
-                 num_frames: int = 8, temporal_module: Callable | None = None, stages: Sequence[int] = (2, 3, 4, 5),
-                 drop_rate: float = 0.5, base_width: int = 64):
-        super().__init__(block, layers, num_classes, num_frames, shift=False, drop_rate=drop_rate, base_width=base_width)
-        self.stages = parse_stages(stages)
-        self.has_temporal = temporal_module is not None
-        if self.has_temporal:
-            for s in self.stages:
-                for blk in getattr(self, STAGE_NAMES[s]):
-                    blk.temporal = temporal_module(blk.conv1.in_channels, num_frames)   # C = the block's input width
-
-    def check_clip(self, x: torch.Tensor) -> int:
-        if self.has_temporal and x.ndim == 5 and x.shape[2] != self.num_frames:
-            raise ValueError(f'{type(self).__name__} was built for num_frames={self.num_frames} (its temporal modules '
-                             f'unfold (B·T) frames into clips), got a clip of {x.shape[2]} frames; build it with num_frames={x.shape[2]}')
-        return super().check_clip(x)
-
 _PAPER_RES = dict(block='bottleneck', layers=(3, 4, 6, 3))
 _TINY_RES = dict(block='basic', layers=(1, 1, 1, 1))     # as tsn_r50/tsm_r50 'tiny': ResNet-18 widths, one block per stage
 
@@ -244,14 +222,18 @@ def stw_r50(num_classes: int = 174, num_frames: int = 8, block: str = 'bottlenec
             drop_rate: float = 0.5, modules: str = 'stw', combination: str = 'parallel', fusion: str = '4:2:4',
             stages: Sequence[int] | str = (2, 3, 4, 5), stfm_conv: str = 'separable', stfm_kernel: int = 3,
             edge: str = 'zeros', stfm_init: str = 'shift', tsm_fold_div: int = 8, base_width: int = 64,
-            pretrained=None) -> STWNet:
-    """STW ResNet-50 and its ablation variants: `modules` ('stw', 'none' = TSN, 'tsm', 'stfm', 'twm'; Table 6),
-    `combination` (Table 8), `fusion` (Table 5), `stages` (paper numbering 2–5; Table 7).
+            pretrained=None) -> TSN:
+    """STW ResNet-50 and its ablation variants: a `TSN` whose residual branches in paper stages `stages` start with
+    `stw_temporal_module(...)`: `modules` ('stw', 'none' = TSN, 'tsm', 'stfm', 'twm'; Table 6), `combination`
+    (Table 8), `fusion` (Table 5), `stages` (paper numbering 2–5; Table 7).
     `pretrained`: a torchvision ResNet state dict, its path or a module (`load_pretrained`); STW modules keep their init."""
     tm = stw_temporal_module(modules, tsm_fold_div, combination=combination, fusion=fusion, stfm_conv=stfm_conv,
                              stfm_kernel=stfm_kernel, edge=edge, stfm_init=stfm_init)
-    model = STWNet(block, layers, num_classes, num_frames, tm, stages, drop_rate, base_width)
-    model.stw_config = dict(modules=modules, combination=combination, fusion=fusion, stages=model.stages,
+    stages = parse_stages(stages)
+    model = TSN(block, layers, num_classes, num_frames, drop_rate=drop_rate, base_width=base_width, temporal_module=tm,
+                shift_stages=[s - 1 for s in stages])                  # paper stage s = ResNet layer s − 1
+    model.stages = stages
+    model.stw_config = dict(modules=modules, combination=combination, fusion=fusion, stages=stages,
                             stfm_conv=stfm_conv, stfm_kernel=stfm_kernel, edge=edge, stfm_init=stfm_init)
     if pretrained is not None: model.load_report = load_pretrained(model, pretrained, verbose=False)
     return model
