@@ -5,6 +5,7 @@
 # %% ../nbs/31_evaluate.ipynb #fba76d30
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -14,11 +15,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .core import get_device
+from .learner import AVERAGE_MODES, average_views, collect_predictions, predict_loader
 
 # %% auto #0
-__all__ = ['AVERAGE_MODES', 'topk_accuracy', 'per_class_accuracy', 'mean_class_accuracy', 'confusion_matrix', 'average_precision',
-           'mean_average_precision', 'average_views', 'collect_predictions', 'pair_accuracy', 'pair_accuracy_per_pair',
-           'plot_pair_accuracy', 'evaluate_scores', 'plot_confusion', 'plot_per_class', 'grad_cam', 'record_attention',
+__all__ = ['topk_accuracy', 'per_class_accuracy', 'mean_class_accuracy', 'confusion_matrix', 'average_precision',
+           'mean_average_precision', 'pair_accuracy', 'pair_accuracy_per_pair', 'plot_pair_accuracy', 'evaluate_scores',
+           'plot_confusion', 'plot_per_class', 'load_predictions', 'late_fusion', 'grad_cam', 'record_attention',
            'collect_features', 'tsne_embed', 'plot_tsne']
 
 # %% ../nbs/31_evaluate.ipynb #cb0ed476
@@ -70,45 +72,6 @@ def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float
     "mAP: mean AP over the classes that have at least one positive."
     ap = average_precision(scores, targets)
     return ap[~ap.isnan()].mean().item()
-
-# %% ../nbs/31_evaluate.ipynb #01c75a98
-AVERAGE_MODES = ('softmax', 'sigmoid', 'logits')
-
-def average_views(logits: torch.Tensor, views: int, mode: str = 'softmax') -> torch.Tensor:
-    """(N·V, K) logits of V consecutive views per video → (N, K) scores: mean softmax ('softmax', single-label), mean
-    per-class sigmoid ('sigmoid', multi-label) or mean logits ('logits')."""
-    if mode not in AVERAGE_MODES: raise ValueError(f"mode must be one of {AVERAGE_MODES}, got {mode!r}")
-    if logits.shape[0] % views: raise ValueError(f'{logits.shape[0]} rows are not a multiple of {views} views')
-    z = logits.float().unflatten(0, (-1, views))                  # (N, V, K)
-    if mode == 'softmax': return z.softmax(-1).mean(1)
-    if mode == 'sigmoid': return z.sigmoid().mean(1)
-    return z.mean(1)
-
-@torch.no_grad()
-def collect_predictions(model: nn.Module, ds: Dataset, batch_size: int = 8, num_workers: int = 0,
-                        device: str | None = None, autocast: torch.dtype | None = None,
-                        mode: str | None = None) -> dict[str, torch.Tensor]:
-    """Run `model` over `ds` (items {'video', 'label', 'index'}; video (C,T,H,W) or (V,C,T,H,W)): scores (N, K), labels, indices.
-
-    The scores average the views with `average_views(mode)`; `mode=None` picks 'sigmoid' for a multi-label dataset
-    (`ds.multi_label`, or multi-hot labels when `ds` has no such attribute) and 'softmax' otherwise."""
-    if mode is not None and mode not in AVERAGE_MODES: raise ValueError(f"mode must be one of {AVERAGE_MODES}, got {mode!r}")
-    multi = getattr(ds, 'multi_label', None)
-    dev = get_device(device)
-    model = model.to(dev).eval()
-    out = {'scores': [], 'labels': [], 'index': []}
-    for batch in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
-        x = batch['video'].to(dev)
-        V = x.shape[1] if x.ndim == 6 else 1
-        with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
-            z = model(x.flatten(0, 1) if x.ndim == 6 else x)
-        if mode is None:
-            ml = bool(multi) if multi is not None else torch.as_tensor(batch['label']).ndim == 2
-            mode = 'sigmoid' if ml else 'softmax'
-        out['scores'].append(average_views(z, V, mode).cpu())
-        out['labels'].append(torch.as_tensor(batch['label']))
-        out['index'].append(torch.as_tensor(batch['index']))
-    return {k: torch.cat(v) for k, v in out.items()}
 
 # %% ../nbs/31_evaluate.ipynb #20a6a751
 def _pair_ids(reversal_pairs, classes: Sequence[str] | None) -> list[tuple[int, int]]:
@@ -198,6 +161,35 @@ def plot_per_class(acc: torch.Tensor, classes: Sequence[str] | None = None, ax=N
     ax.invert_yaxis(); ax.set_xlim(0, 1); ax.set_xlabel('accuracy')
     return ax
 
+# %% ../nbs/31_evaluate.ipynb #dde05eb1
+def load_predictions(run: str | Path | dict) -> dict:
+    "A run's stored predictions: a run directory (its `predictions.pt`), the file itself, or an already loaded dict."
+    if isinstance(run, dict): return run
+    f = Path(run)
+    f = f / 'predictions.pt' if f.is_dir() else f
+    if not f.is_file(): raise FileNotFoundError(f'{f} does not exist: the run stores it at its end (run_experiment)')
+    d = torch.load(f, map_location='cpu', weights_only=True)
+    missing = [k for k in ('logits', 'labels', 'index') if k not in d]
+    if missing: raise ValueError(f'{f} is not a predictions file: it lacks {missing}')
+    return d
+
+def late_fusion(runs: Sequence, weights: Sequence[float] | None = None, mode: str = 'logits') -> dict:
+    """Fuse the stored predictions of several runs on the same clips: Σ_r w_r·s_r / Σ_r w_r with s_r each run's
+    view-averaged logits (`mode='logits'`) or softmax scores (`'softmax'`). Returns {'scores', 'labels', 'index'}."""
+    if mode not in ('logits', 'softmax'): raise ValueError(f"late_fusion: mode must be 'logits' or 'softmax', got {mode!r}")
+    preds = [load_predictions(r) for r in runs]
+    if len(preds) < 2: raise ValueError('late_fusion needs at least two runs')
+    w = torch.tensor([1.] * len(preds) if weights is None else list(weights), dtype=torch.float32)
+    if len(w) != len(preds) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f'late_fusion: one non-negative weight per run (not all zero), got {weights}')
+    ref = preds[0]
+    for i, p in enumerate(preds[1:], 1):
+        if not torch.equal(p['index'], ref['index']) or not torch.equal(p['labels'], ref['labels']):
+            raise ValueError(f'late_fusion: run {i} scored other clips (or other labels) than run 0; fuse runs on the same split')
+    per_run = [p['logits'].float().mean(1) if mode == 'logits' else p['logits'].float().softmax(-1).mean(1) for p in preds]
+    fused = sum(wi * s for wi, s in zip(w, per_run)) / w.sum()
+    return {'scores': fused, 'labels': ref['labels'], 'index': ref['index']}
+
 # %% ../nbs/31_evaluate.ipynb #15ad57d0
 def grad_cam(model: nn.Module, clip: torch.Tensor, layer: nn.Module, class_idx: int | None = None) -> torch.Tensor:
     "Grad-CAM of one clip (1, C, T, H, W) at `layer` for `class_idx` (default: the top class) → (T, H, W) in [0, 1]."
@@ -224,54 +216,35 @@ def grad_cam(model: nn.Module, clip: torch.Tensor, layer: nn.Module, class_idx: 
     return cam / cam.max().clamp_min(1e-12)
 
 class record_attention:
-    "Context manager: every `F.scaled_dot_product_attention` call inside also records its attention matrix in `.maps`."
-    def __init__(self): self.maps: list[torch.Tensor] = []
+    """Context manager: every actionnb attention module (`AttentionCore`) in `model` keeps its attention matrix through
+    its own return path (`store_weights`); `.maps` holds them in call order (`(B, h, N_q, N_k)` each), `.names` the
+    module names. The modules then take the explicit path, so the outputs are those of the fused kernel up to rounding."""
+    def __init__(self, model: nn.Module):
+        self.model, self.maps, self.names = model, [], []
     def __enter__(self):
-        self._orig = F.scaled_dot_product_attention
-        def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-            if enable_gqa and k.shape[-3] != q.shape[-3]:
-                rep = q.shape[-3] // k.shape[-3]
-                k, v = k.repeat_interleave(rep, -3), v.repeat_interleave(rep, -3)
-            s = (q @ k.transpose(-2, -1)) * (scale if scale is not None else q.shape[-1] ** -0.5)   # (…, L, S)
-            if is_causal: s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).triu(1), float('-inf'))
-            if attn_mask is not None:
-                s = s.masked_fill(~attn_mask, float('-inf')) if attn_mask.dtype == torch.bool else s + attn_mask
-            a = s.softmax(-1)
-            self.maps.append(a.detach())
-            return F.dropout(a, dropout_p) @ v
-        F.scaled_dot_product_attention = sdpa
+        from actionnb.attention import AttentionCore
+        self._mods = [(n, m) for n, m in self.model.named_modules() if isinstance(m, AttentionCore)]
+        if not self._mods:
+            raise ValueError(f'{type(self.model).__name__} has no actionnb attention module (AttentionCore) to record; '
+                             f'build it from actionnb.attention blocks')
+        def keep(name):
+            def hook(mod, inp, out): self.maps.append(mod.last_weights); self.names.append(name)
+            return hook
+        self._hooks = [m.register_forward_hook(keep(n)) for n, m in self._mods]
+        for _, m in self._mods: m.store_weights = True
         return self
-    def __exit__(self, *exc): F.scaled_dot_product_attention = self._orig
+    def __exit__(self, *exc):
+        for h in self._hooks: h.remove()
+        for _, m in self._mods: m.store_weights, m.last_weights = False, None
 
 # %% ../nbs/31_evaluate.ipynb #c3fe44c0
-@torch.no_grad()
 def collect_features(model: nn.Module, ds: Dataset, batch_size: int = 8, num_workers: int = 0, device: str | None = None,
                      layer: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clip features `(N, F)` (the input of `layer`, default the model's last `nn.Linear`) and labels `(N,)` over `ds`.
-
-    Rows of a layer that runs per frame (`B·T` rows for a batch of `B` clips) are averaged over the clip's frames;
-    multi-view items use their first view."""
-    dev = get_device(device)
-    model = model.to(dev).eval()
-    if layer is None:
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if not linears: raise ValueError(f'{type(model).__name__} has no nn.Linear: pass the layer whose input is the feature')
-        layer = linears[-1]
-    seen = []
-    hook = layer.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().flatten(1).float().cpu()))
-    feats, labels = [], []
-    try:
-        for batch in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
-            x = batch['video']
-            if x.ndim == 6: x = x[:, 0]                                   # (B, V, C, T, H, W): the first view
-            seen.clear(); model(x.to(dev))
-            f = seen[-1]
-            if f.shape[0] != x.shape[0]:
-                if f.shape[0] % x.shape[0]: raise ValueError(f'{tuple(f.shape)} features for {x.shape[0]} clips')
-                f = f.unflatten(0, (x.shape[0], -1)).mean(1)              # (B·T, F) → (B, F): the mean over frames
-            feats.append(f); labels.append(torch.as_tensor(batch['label']))
-    finally: hook.remove()
-    return torch.cat(feats), torch.cat(labels)
+    """Clip features `(N, F)` (the input of `layer`, default the model's last `nn.Linear`) and labels `(N,)` over `ds`:
+    `collect_predictions(features=True)`. Rows of a layer that runs per frame (`B·T` rows for `B` clips) and views are
+    averaged per clip."""
+    p = collect_predictions(model, ds, batch_size, num_workers, device, features=True, feature_layer=layer)
+    return p['features'], p['labels']
 
 def tsne_embed(features: torch.Tensor, perplexity: float = 30., seed: int = 0):
     "2-D t-SNE of `(N, F)` features (scikit-learn), as a numpy array `(N, 2)`."

@@ -15,15 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import create_model, get_model_spec, seed_everything
+from .core import InputSpec, create_model, get_model_spec, input_spec, seed_everything
 from .datasets import Annotations, VideoDataset, load_dataset_info, parse_csv, parse_ssv2
-from .evaluate import (collect_features, collect_predictions, confusion_matrix, evaluate_scores, per_class_accuracy,
-                               plot_confusion, plot_per_class, plot_tsne)
-from .learner import Learner, TrainConfig
+from .evaluate import confusion_matrix, evaluate_scores, per_class_accuracy, plot_confusion, plot_per_class, plot_tsne
+from .learner import Learner, TrainConfig, atomic_save
 from .profile import clip_overrides, count_flops, count_params
 from .sampling import DenseSampler, MultiViewSampler, TSNSampler, UniformSampler
-from .transforms import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Compose, LabelAwareHFlip,
-                                 MultiScaleCrop, Normalize, ResizeShortSide, ThreeCrop)
+from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, Normalize, ResizeShortSide, ThreeCrop
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'SUMMARY_KEYS', 'ParameterError', 'check_params', 'project_root', 'resolve_path', 'build_annotations',
@@ -35,6 +33,7 @@ DEFAULTS = dict(
     name='demo', out_dir='runs', seed=0, device=None, resume=False, threads=None,
     # data
     dataset='synth', data_root='data/synth-sth-mini', generate_data=True, on_error='raise', workers=1,
+    modalities=None, depth_template='depth/{id}.mkv',
     max_train=None, max_valid=None,
     # clip
     frames=8, size=64, sampling='tsn', dense_stride=2, test_clips=2, test_crops=1,
@@ -44,7 +43,7 @@ DEFAULTS = dict(
     epochs=40, batch_size=16, lr=3e-3, optimizer='adamw', weight_decay=0.05, schedule='cosine', warmup_epochs=1.0,
     label_smoothing=0.1, grad_clip=5.0, precision='fp32',
     # augmentation
-    augment='crop+flip', mixup_alpha=0.0,
+    augment='crop+flip', mixup_alpha=0.0, cutmix_alpha=0.0,
 )
 
 class ParameterError(ValueError):
@@ -63,6 +62,11 @@ def check_params(params: dict, defaults: dict = DEFAULTS) -> dict:
     for k, choices in [('dataset', ('synth', 'ssv2', 'csv')), ('sampling', ('tsn', 'dense', 'uniform')),
                        ('augment', ('none', 'flip', 'crop', 'crop+flip')), ('test_crops', (1, 3)), ('on_error', ('raise', 'skip'))]:
         if p[k] not in choices: raise ParameterError(f'{k} must be one of {choices}, got {p[k]!r}')
+    if isinstance(p['modalities'], str): p['modalities'] = tuple(m for m in p['modalities'].replace('+', ',').split(',') if m)
+    if p['modalities'] is not None:
+        p['modalities'] = tuple(p['modalities'])
+        bad = [m for m in p['modalities'] if m not in ('rgb', 'depth')]
+        if bad or not p['modalities']: raise ParameterError(f"modalities must be None (the model's) or a subset of ('rgb', 'depth'), got {p['modalities']!r}")
     if not isinstance(p['model_kwargs'], dict):
         raise ParameterError(f"model_kwargs must be a dict (with papermill: -y 'model_kwargs: {{base_width: 16}}'), got {p['model_kwargs']!r}")
     for k in ('frames', 'size', 'epochs', 'batch_size', 'test_clips'):
@@ -81,7 +85,7 @@ def resolve_path(p: str | Path) -> Path:
 
 # %% ../nbs/33_experiment.ipynb #6dbb89d3
 def build_annotations(p: dict) -> tuple[Annotations, Annotations, dict]:
-    "Train and validation `Annotations` and the dataset's declared info for parameters `p`."
+    "Train and validation `Annotations` (with depth paths when `p['modalities']` has depth) and the dataset's info."
     root = resolve_path(p['data_root'])
     if p['dataset'] == 'synth' and p['generate_data'] and not (root / 'dataset_info.json').exists():
         from actionnb.synth import generate
@@ -92,7 +96,8 @@ def build_annotations(p: dict) -> tuple[Annotations, Annotations, dict]:
                                 f"for the embedded dataset run `make data` or pass generate_data=True")
     if p['dataset'] in ('synth', 'ssv2'):
         tpl = 'videos/{id}.mp4' if p['dataset'] == 'synth' else '{id}.webm'
-        tr, va = parse_ssv2(root, 'train', video_template=tpl), parse_ssv2(root, 'validation', video_template=tpl)
+        dtpl = p['depth_template'] if 'depth' in (p['modalities'] or ()) else None
+        tr, va = (parse_ssv2(root, split, video_template=tpl, depth_template=dtpl) for split in ('train', 'validation'))
     else:
         tr = parse_csv(root / 'train.csv')
         va = parse_csv(root / 'val.csv', classes=tr.classes)       # the training ids, whatever classes val lacks
@@ -107,9 +112,9 @@ def build_samplers(p: dict):
     if p['test_clips'] > 1: test = MultiViewSampler(test, p['test_clips'])
     return make(True), test
 
-def build_transforms(p: dict, info: dict, model_name: str):
-    "Training and test clip transforms (CLIP normalisation for CLIP-based models, ImageNet otherwise)."
-    mean, std = (CLIP_MEAN, CLIP_STD) if 'clip' in model_name else (IMAGENET_MEAN, IMAGENET_STD)
+def build_transforms(p: dict, info: dict, spec: InputSpec):
+    "Training and test clip transforms, normalised with the statistics of the model's `InputSpec` (CLIP's, ImageNet's)."
+    mean, std = spec.mean, spec.std
     S = p['size']
     train = [ResizeShortSide(S)]
     if p['augment'] in ('crop', 'crop+flip'): train.append(MultiScaleCrop(S))
@@ -132,17 +137,17 @@ def subset(ann: Annotations, n: int | None, seed: int = 0) -> Annotations:
 
 # %% ../nbs/33_experiment.ipynb #1da560a1
 def build_model(p: dict, num_classes: int) -> torch.nn.Module:
-    "The registered model for parameters `p`, checked on a zero clip `(1, 3, frames, size, size)`."
+    "The registered model for parameters `p`, checked on zero clips `(1, C, frames, size, size)`, one per modality it takes."
     takes = inspect.signature(get_model_spec(p['model']).builder).parameters
     kw = {**clip_overrides(p['model'], p['frames'], p['size']), **p['model_kwargs']}
     if p['pretrained']:
         if 'pretrained' not in takes: raise ParameterError(f"model {p['model']!r} does not take pretrained weights")
         kw['pretrained'] = p['pretrained']
     model = create_model(p['model'], p['preset'], num_classes=num_classes, **kw)
-    x = torch.zeros(1, 3, p['frames'], p['size'], p['size'])
+    xs = input_spec(model).example_inputs(p['frames'], p['size'])
     was = model.training; model.eval()
     try:
-        with torch.no_grad(): out = model(x)
+        with torch.no_grad(): out = model(*xs)
     except Exception as e:
         raise ValueError(f"model {p['model']!r} (preset {p['preset']!r}) cannot take clips of {p['frames']} frames at "
                          f"{p['size']}x{p['size']}: {type(e).__name__}: {e}") from e
@@ -187,34 +192,46 @@ def _run(p: dict) -> dict:
     tr_ann, va_ann, info = build_annotations(p)
     tr_ann, va_ann = subset(tr_ann, p['max_train'], p['seed']), subset(va_ann, p['max_valid'], p['seed'])
     model = build_model(p, tr_ann.num_classes)
+    spec = input_spec(model)
+    wanted = set(spec.modalities)
+    if p['modalities'] is not None and not wanted <= set(p['modalities']):
+        raise ParameterError(f"model {p['model']!r} takes {spec.modalities}, but modalities={p['modalities']} does not load them all")
+    mods = tuple(dict.fromkeys(('rgb',) + tuple(p['modalities'] or spec.modalities)))   # VideoDataset always reads rgb
+    if 'depth' in mods and p['modalities'] is None:                                      # annotations need depth paths
+        tr_ann, va_ann, info = build_annotations({**p, 'modalities': mods})
+        tr_ann, va_ann = subset(tr_ann, p['max_train'], p['seed']), subset(va_ann, p['max_valid'], p['seed'])
     run_dir = resolve_path(p['out_dir']) / p['name']
     run_dir.mkdir(parents=True, exist_ok=True)
     tr_s, te_s = build_samplers(p)
-    tr_t, te_t = build_transforms(p, info, p['model'])
+    tr_t, te_t = build_transforms(p, info, spec)
     root = resolve_path(p['data_root'])
-    train_ds = VideoDataset(tr_ann, root, tr_s, tr_t, on_error=p['on_error'], seed=p['seed'])
-    valid_ds = VideoDataset(va_ann, root, te_s, te_t, on_error=p['on_error'], seed=p['seed'])
-    single_view = VideoDataset(va_ann, root, build_samplers({**p, 'test_clips': 1})[1], te_t, on_error=p['on_error'], seed=p['seed'])
+    kw = dict(on_error=p['on_error'], seed=p['seed'], modalities=mods)
+    train_ds = VideoDataset(tr_ann, root, tr_s, tr_t, **kw)
+    valid_ds = VideoDataset(va_ann, root, te_s, te_t, **kw)                          # every test view: read once, at the end
+    single_view = VideoDataset(va_ann, root, build_samplers({**p, 'test_clips': 1})[1], te_t, **kw)   # per-epoch curve
     cfg = TrainConfig(epochs=p['epochs'], batch_size=p['batch_size'], lr=p['lr'], optimizer=p['optimizer'],
                       weight_decay=p['weight_decay'], schedule=p['schedule'], warmup_epochs=p['warmup_epochs'],
                       label_smoothing=p['label_smoothing'], grad_clip=p['grad_clip'], precision=p['precision'],
-                      mixup_alpha=p['mixup_alpha'], num_workers=p['workers'], seed=p['seed'], device=p['device'],
+                      mixup_alpha=p['mixup_alpha'], cutmix_alpha=p['cutmix_alpha'], num_workers=p['workers'], seed=p['seed'],
+                      device=p['device'],
                       out_dir=str(run_dir), resume=p['resume'], progress=p['progress'])
-    run_config = {k: p[k] for k in ('model', 'preset', 'model_kwargs', 'dataset', 'frames', 'size', 'sampling', 'seed')}
-    learner = Learner(model, train_ds, single_view, cfg, run_config=run_config)
+    run_config = {**{k: p[k] for k in ('model', 'preset', 'model_kwargs', 'dataset', 'frames', 'size', 'sampling', 'seed')},
+                  'modalities': list(spec.modalities)}
+    learner = Learner(model, train_ds, single_view, cfg, run_config=run_config, final_valid_ds=valid_ds)
     history = learner.fit()
-    pred = collect_predictions(model, valid_ds, batch_size=p['batch_size'], num_workers=p['workers'], device=p['device'])
+    pred = learner.predictions                                  # the last epoch's one pass over every view
+    atomic_save({'logits': pred['logits'], 'scores': pred['scores'], 'labels': pred['labels'], 'index': pred['index'],
+                 'mode': pred['mode'], 'classes': list(va_ann.classes), 'ids': [s.id for s in va_ann.samples]},
+                run_dir / 'predictions.pt')                     # per-clip scores: pair, tempo and late-fusion metrics later
     pairs = info.get('reversal_pairs')
     metrics = evaluate_scores(pred['scores'], pred['labels'], pairs, va_ann.classes if pairs else None)
     model.cpu().eval()
-    clip = torch.zeros(1, 3, p['frames'], p['size'], p['size'])
     record = {**metrics, 'epochs': p['epochs'], 'wall_s': round(time.perf_counter() - t0, 1),
-              'params': count_params(model), 'gflops': count_flops(model, clip) / 1e9,
+              'params': count_params(model), 'gflops': count_flops(model, *spec.example_inputs(p['frames'], p['size'])) / 1e9,
               'views': p['test_clips'] * p['test_crops'], 'num_train': len(tr_ann), 'num_valid': len(va_ann),
               'bad_samples': [b.path for b in train_ds.bad_samples + valid_ds.bad_samples],
               'params_used': p, 'history': history, 'run_dir': str(run_dir)}
-    feats = collect_features(model, single_view, batch_size=p['batch_size'], num_workers=p['workers'], device=p['device'])
-    _figures(run_dir, history, pred['scores'], pred['labels'], va_ann.classes, feats)
+    _figures(run_dir, history, pred['scores'], pred['labels'], va_ann.classes, (pred['features'], pred['labels']))
     tmp = run_dir / 'metrics.json.tmp'
     tmp.write_text(json.dumps(record, indent=1, default=str)); os.replace(tmp, run_dir / 'metrics.json')
     return record

@@ -27,10 +27,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .core import get_device, seed_everything
 
 # %% auto #0
-__all__ = ['LOSSES', 'NO_DECAY_KEYS', 'RESUME_KEYS', 'TIMING_KEYS', 'soft_target_cross_entropy', 'make_loss', 'mixup_batch',
+__all__ = ['LOSSES', 'NO_DECAY_KEYS', 'RESUME_KEYS', 'AVERAGE_MODES', 'TIMING_KEYS', 'soft_target_cross_entropy', 'make_loss',
            'param_groups', 'WarmupSchedule', 'resolve_precision', 'to_channels_last', 'enable_activation_checkpointing',
            'rng_state', 'set_rng_state', 'atomic_save', 'load_checkpoint', 'CheckpointMismatchError',
-           'NonFiniteLossError', 'check_compatible', 'init_distributed', 'ResumableSampler', 'TrainConfig', 'Learner']
+           'NonFiniteLossError', 'check_compatible', 'init_distributed', 'ResumableSampler', 'average_views',
+           'batch_inputs', 'predict_loader', 'collect_predictions', 'scores_metrics', 'TrainConfig', 'Learner']
 
 # %% ../nbs/30_learner.ipynb #c5f0f0a0
 def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -59,13 +60,6 @@ def make_loss(kind: str = 'ce', label_smoothing: float = 0.0) -> Callable[[torch
     if kind not in LOSSES: raise ValueError(f'unknown loss {kind!r}; choose one of {sorted(LOSSES)}')
     if not 0 <= label_smoothing < 1: raise ValueError(f'label_smoothing must be in [0, 1), got {label_smoothing}')
     return partial(LOSSES[kind], label_smoothing=label_smoothing)
-
-# %% ../nbs/30_learner.ipynb #9906fb16
-def mixup_batch(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    "Mix each clip with a random partner: returns (λ·x + (1−λ)·x[perm], perm, λ), λ ~ Beta(α, α)."
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(x.shape[0], device='cpu').to(x.device)
-    return lam * x + (1 - lam) * x[perm], perm, lam
 
 # %% ../nbs/30_learner.ipynb #cf1e65fa
 NO_DECAY_KEYS = ('pos_embed', 'pos_emb', 'position', 'cls_token', 'dist_token', 'relative_position', 'rel_pos',
@@ -212,8 +206,8 @@ class NonFiniteLossError(FloatingPointError):
     "Raised when the loss becomes NaN or infinite; the last good checkpoint is kept."
 
 RESUME_KEYS = ('epochs', 'batch_size', 'accum_steps', 'lr', 'optimizer', 'momentum', 'weight_decay', 'schedule',
-               'warmup_epochs', 'milestones', 'gamma', 'loss', 'label_smoothing', 'mixup_alpha', 'seed', 'new_modules',
-               'new_lr_mult')
+               'warmup_epochs', 'milestones', 'gamma', 'loss', 'label_smoothing', 'mixup_alpha', 'cutmix_alpha', 'seed',
+               'new_modules', 'new_lr_mult', 'min_lr_ratio', 'betas')
 
 def _plain(v):
     if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
@@ -261,6 +255,110 @@ class ResumableSampler(DistributedSampler):
     def __iter__(self): return iter(list(super().__iter__())[self.start:])
     def __len__(self): return self.num_samples - self.start
 
+# %% ../nbs/30_learner.ipynb #5a27a538
+AVERAGE_MODES = ('softmax', 'sigmoid', 'logits')
+
+def average_views(logits: torch.Tensor, views: int, mode: str = 'softmax') -> torch.Tensor:
+    """(N·V, K) logits of V consecutive views per video → (N, K) scores: mean softmax ('softmax', single-label), mean
+    per-class sigmoid ('sigmoid', multi-label) or mean logits ('logits'). The one rule of the library: `Learner.validate`
+    and `collect_predictions` both use it."""
+    if mode not in AVERAGE_MODES: raise ValueError(f"mode must be one of {AVERAGE_MODES}, got {mode!r}")
+    if logits.shape[0] % views: raise ValueError(f'{logits.shape[0]} rows are not a multiple of {views} views')
+    z = logits.float().unflatten(0, (-1, views))                  # (N, V, K)
+    if mode == 'softmax': return z.softmax(-1).mean(1)
+    if mode == 'sigmoid': return z.sigmoid().mean(1)
+    return z.mean(1)
+
+def batch_inputs(batch: dict, keys: Iterable[str] = ('video',)) -> tuple[torch.Tensor, ...]:
+    "The tensors a model's `forward` takes, in order, from a batch dict (`InputSpec.batch_keys`); a missing one names the keys."
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise KeyError(f'the model takes {tuple(keys)} but the batch has no {missing} (it has {sorted(batch)}); '
+                       f"load the modality with the dataset (VideoDataset(modalities=('rgb', 'depth')))")
+    return tuple(batch[k] for k in keys)
+
+def _head_input_hook(model: nn.Module, store: list, layer: nn.Module | None = None):
+    "Hook the input of `layer` (default: the model's last `nn.Linear`, whose input is the clip feature); returns the handle."
+    if layer is None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears: raise ValueError(f'{type(model).__name__} has no nn.Linear: pass the layer whose input is the feature')
+        layer = linears[-1]
+    return layer.register_forward_hook(lambda mod, inp, out: store.append(inp[0].detach().flatten(1).float()))
+
+@torch.no_grad()
+def predict_loader(model: nn.Module, loader: Iterable, device: torch.device, keys: Iterable[str] = ('video',),
+                   autocast: torch.dtype | None = None, mode: str | None = None, multi_label: bool | None = None,
+                   features: bool = False, prepare: Callable | None = None,
+                   feature_layer: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Run `model` over the batches of `loader` (items `video` `(C,T,H,W)` or `(V,C,T,H,W)`, `label`, `index`).
+
+    Returns on the CPU: `logits` `(N, V, K)` (every view), `scores` `(N, K)` (`average_views` with `mode`, default
+    'sigmoid' for multi-label data and 'softmax' otherwise), `labels`, `index`, and with `features=True` the input of
+    the model's last `nn.Linear` (or of `feature_layer`) `(N, F)`, averaged over views and frames."""
+    if mode is not None and mode not in AVERAGE_MODES: raise ValueError(f"mode must be one of {AVERAGE_MODES}, got {mode!r}")
+    keys, was = tuple(keys), model.training
+    model.eval()
+    out = {'logits': [], 'labels': [], 'index': []}
+    seen, hook = [], None
+    if features: out['features'] = []; hook = _head_input_hook(model, seen, feature_layer)
+    try:
+        for batch in loader:
+            xs = [x.to(device, non_blocking=True) for x in batch_inputs(batch, keys)]
+            if prepare is not None: xs = [prepare(x) for x in xs]
+            V = xs[0].shape[1] if xs[0].ndim == 6 else 1                      # multi-view (B, V, C, T, H, W)
+            B = xs[0].shape[0]
+            seen.clear()
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                z = model(*[x.flatten(0, 1) if x.ndim == 6 else x for x in xs])
+            out['logits'].append(z.float().unflatten(0, (B, V)).cpu())
+            y = torch.as_tensor(batch['label'])
+            idx = batch['index'] if 'index' in batch else torch.arange(B) + sum(len(i) for i in out['index'])   # else: the order
+            out['labels'].append(y); out['index'].append(torch.as_tensor(idx))
+            if features:
+                f = seen[-1]
+                if f.shape[0] % (B * V): raise ValueError(f'{tuple(f.shape)} features for {B} clips x {V} views')
+                out['features'].append(f.unflatten(0, (B, V, -1)).mean((1, 2)).cpu())   # views, then frames (B·V·T rows)
+    finally:
+        if hook is not None: hook.remove()
+        model.train(was)
+    res = {k: torch.cat(v) for k, v in out.items()}
+    if mode is None:
+        ml = multi_label if multi_label is not None else res['labels'].ndim == 2
+        mode = 'sigmoid' if ml else 'softmax'
+    res['scores'] = average_views(res['logits'].flatten(0, 1), res['logits'].shape[1], mode)
+    res['mode'] = mode
+    return res
+
+def collect_predictions(model: nn.Module, ds: Dataset, batch_size: int = 8, num_workers: int = 0, device: str | None = None,
+                        autocast: torch.dtype | None = None, mode: str | None = None, features: bool = False,
+                        feature_layer: nn.Module | None = None) -> dict:
+    """`predict_loader` over a dataset, with the model's `InputSpec` choosing the batch entries (`ds.multi_label`, when
+    the dataset has it, chooses the view averaging)."""
+    from actionnb.core import input_spec
+    dev = get_device(device)
+    model = model.to(dev)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
+    return predict_loader(model, loader, dev, input_spec(model).batch_keys, autocast, mode,
+                          getattr(ds, 'multi_label', None), features, feature_layer=feature_layer)
+
+def scores_metrics(scores: torch.Tensor, labels: torch.Tensor, mode: str) -> dict[str, float]:
+    """Loss, top-1 and top-5 of view-averaged scores: −log p̄_y for softmax scores, the BCE of the mean sigmoid for
+    multi-label ones (top-1: the top class is a positive; top-5: a positive is among the top 5), of mean logits else."""
+    s, y = scores.float(), torch.as_tensor(labels)
+    k5 = s.topk(min(5, s.shape[1]), -1).indices
+    if y.ndim == 2:
+        p = s if mode == 'sigmoid' else s.sigmoid()
+        loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), y.float(), reduction='none').mean(1)
+        top1 = y.gather(1, s.argmax(-1, keepdim=True)).squeeze(1).gt(0.5)
+        top5 = y.gather(1, k5).gt(0.5).any(1)
+    else:
+        logp = s.clamp_min(1e-12).log() if mode == 'softmax' else F.log_softmax(s, -1)
+        loss = F.nll_loss(logp, y.long(), reduction='none')
+        top1, top5 = s.argmax(-1).eq(y), k5.eq(y[:, None]).any(1)
+    n = max(len(y), 1)
+    return {'valid_loss': loss.sum().item() / n, 'valid_top1': top1.float().sum().item() / n,
+            'valid_top5': top5.float().sum().item() / n}
+
 # %% ../nbs/30_learner.ipynb #150745ec
 @dataclass
 class TrainConfig:
@@ -282,7 +380,8 @@ class TrainConfig:
     gamma: float = 0.1
     loss: str = 'ce'                    # 'ce', 'soft_ce' or 'bce'
     label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0            # 0: off
+    mixup_alpha: float = 0.0            # 0: off (actionnb.transforms.make_batch_mix)
+    cutmix_alpha: float = 0.0           # 0: off; both on: one of the two per batch
     precision: str = 'fp32'             # 'fp32', 'bf16', 'fp16' or 'auto'
     grad_clip: float | None = None      # max gradient norm
     activation_checkpointing: Any = False   # True (model.set_grad_checkpointing) or a block class name
@@ -327,30 +426,46 @@ TIMING_KEYS = ('epoch_s', 'clips_per_s')
 
 class Learner:
     "Train `model` on `train_ds` (items: {'video', 'label', 'index'}) with `TrainConfig`; `fit()` returns the epoch records."
+class Learner:
+    """Train `model` on `train_ds` (items: {'video', 'label', 'index'}, plus 'depth' for depth-taking models) with
+    `TrainConfig`; `fit()` returns the epoch records.
+
+    The model receives the batch entries its `InputSpec` names (`create_model` attaches it; a plain module takes
+    `video`). The last epoch's validation reads `final_valid_ds` (default `valid_ds`) once, keeps every clip's logits,
+    scores and features in `self.predictions`, and its metrics go into the last record."""
     def __init__(self, model: nn.Module, train_ds: Dataset, valid_ds: Dataset | None = None, cfg: TrainConfig | None = None,
-                 callbacks: Iterable[Callable] = (), run_config: dict | None = None, collate_fn: Callable | None = None, **kwargs):
+                 callbacks: Iterable[Callable] = (), run_config: dict | None = None, collate_fn: Callable | None = None,
+                 final_valid_ds: Dataset | None = None, **kwargs):
         self.cfg = replace(cfg or TrainConfig(), **kwargs)
         self.model, self.train_ds, self.valid_ds = model, train_ds, valid_ds
+        self.final_valid_ds = final_valid_ds if final_valid_ds is not None else valid_ds
         self.callbacks, self.run_config, self.collate_fn = list(callbacks), _plain(run_config or {}), collate_fn
         self.history: list[dict] = []
         self.step, self.epoch, self.lr = 0, 0, self.cfg.lr
+        self.predictions: dict | None = None
         self.out_dir = Path(self.cfg.out_dir) if self.cfg.out_dir else None
         self.ckpt_path = self.out_dir / 'last.pt' if self.out_dir else None
+        self._loaders: dict = {}
 
     # ---- setup -------------------------------------------------------------------------------------------------
     def _setup(self):
+        from actionnb.core import input_spec
+        from actionnb.transforms import make_batch_mix
         cfg = self.cfg
         self.rank, self.world, self.local_rank = init_distributed()
         self.is_main = self.rank == 0
         dev = get_device(cfg.device)
         if dev.type == 'cuda' and self.world > 1: dev = torch.device('cuda', self.local_rank)
         self.device = dev
+        self.sum_dtype = torch.float32 if dev.type == 'mps' else torch.float64     # MPS has no float64
         if cfg.batch_size % self.world:
             raise ValueError(f'batch_size {cfg.batch_size} must be divisible by the number of processes ({self.world})')
         self.rank_bs = cfg.batch_size // self.world
         seed_everything(cfg.seed + self.rank, cfg.deterministic)
         self.amp_dtype, use_scaler = resolve_precision(cfg.precision, dev)
         self.loss_fn = make_loss(cfg.loss, cfg.label_smoothing)
+        self.input_keys = input_spec(self.model).batch_keys
+        self.mix = make_batch_mix(cfg.mixup_alpha, cfg.cutmix_alpha, seed=[cfg.seed, self.rank, 1])   # its own generator
         m = self.model.to(dev)
         if cfg.channels_last: to_channels_last(m)
         if cfg.activation_checkpointing: enable_activation_checkpointing(m, cfg.activation_checkpointing)
@@ -377,6 +492,21 @@ class Learner:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(self.out_dir / 'tb')
 
+    def _loader(self, ds: Dataset, train: bool, batch_size: int | None = None) -> DataLoader:
+        """One DataLoader per dataset for the whole run, with persistent workers (their probe caches live on); the
+        training loader draws from `self.sampler`, whose epoch and start `_train_epoch` sets before each pass."""
+        key = (id(ds), train, batch_size)
+        if key not in self._loaders:
+            w = self.cfg.num_workers
+            kw = dict(num_workers=w, persistent_workers=w > 0, collate_fn=self.collate_fn, pin_memory=self.device.type == 'cuda')
+            if train:
+                g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003)        # the loader's own RNG, not the global one
+                self._loaders[key] = DataLoader(ds, batch_size=self.rank_bs, sampler=self.sampler, drop_last=True, generator=g, **kw)
+            else:
+                shard = Subset(ds, range(self.rank, len(ds), self.world))
+                self._loaders[key] = DataLoader(shard, batch_size=batch_size or self.rank_bs, **kw)
+        return self._loaders[key]
+
     def describe(self) -> dict:
         "What a checkpoint must agree with to be resumed: model identity, state-dict shapes, config, run_config."
         return {'model_class': type(self.model).__qualname__, 'model_name': getattr(self.model, 'model_name', None),
@@ -389,14 +519,16 @@ class Learner:
         "Write `last.pt` atomically (rank 0); `sums` are this rank's running (loss·n, correct, n) of the epoch."
         if not self.ckpt_path: return
         rng = [rng_state()]
+        mix = [self.mix.state_dict() if self.mix else None]
         if self.world > 1:
-            rng = [None] * self.world; dist.all_gather_object(rng, rng_state())
+            rng, mix = [None] * self.world, [None] * self.world
+            dist.all_gather_object(rng, rng_state()); dist.all_gather_object(mix, self.mix.state_dict() if self.mix else None)
         total = _all_reduce(sums.clone())
         if self.is_main:
             atomic_save({'format': 'actionnb.learner/1', 'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
                          'scheduler': self.sched.state_dict(), 'scaler': self.scaler.state_dict(), 'epoch': epoch,
                          'batch_in_epoch': batch_in_epoch, 'step': self.step, 'running': total.tolist(), 'rng': rng,
-                         'history': self.history, 'meta': self.describe()}, self.ckpt_path)
+                         'mix': mix, 'history': self.history, 'meta': self.describe()}, self.ckpt_path)
         if self.world > 1: dist.barrier()
 
     def _resume(self) -> tuple[int, int, torch.Tensor]:
@@ -407,22 +539,31 @@ class Learner:
         self.opt.load_state_dict(ck['optimizer']); self.sched.load_state_dict(ck['scheduler'])
         self.scaler.load_state_dict(ck['scaler'])
         self.step, self.history = ck['step'], list(ck['history'])
-        rng = ck['rng']
+        rng, mix = ck['rng'], ck.get('mix') or [None]
         set_rng_state(rng[self.rank] if len(rng) == self.world else rng[0])
-        sums = torch.tensor(ck['running'], dtype=torch.float64) if self.is_main else torch.zeros(3, dtype=torch.float64)
+        if self.mix: self.mix.load_state_dict(mix[self.rank] if len(mix) == self.world else mix[0])
+        sums = (torch.tensor(ck['running'], dtype=self.sum_dtype) if self.is_main else torch.zeros(3, dtype=self.sum_dtype))
         if self.is_main and self.out_dir:                       # metrics.jsonl = the history of the checkpoint
             tmp = self.out_dir / '.metrics.jsonl.tmp'
             tmp.write_text(''.join(json.dumps(r) + '\n' for r in self.history)); os.replace(tmp, self.out_dir / 'metrics.jsonl')
-        return ck['epoch'], ck['batch_in_epoch'], sums
+        return ck['epoch'], ck['batch_in_epoch'], sums.to(self.device)
 
     # ---- one step ----------------------------------------------------------------------------------------------
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
 
-    def _batch(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x = batch['video'].to(self.device, non_blocking=True)
-        if self.cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last_3d)
-        return x, torch.as_tensor(batch['label']).to(self.device, non_blocking=True)
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.cfg.channels_last and x.ndim == 5 else x
+
+    def _to_device(self, batch: dict) -> dict:
+        "The batch with its model inputs on the device (channels-last if asked) and `label` as a tensor there."
+        out = dict(batch)
+        for k in self.input_keys: out[k] = self._prepare(batch_inputs(batch, (k,))[0].to(self.device, non_blocking=True))
+        if 'video' in out and 'video' not in self.input_keys: out['video'] = out['video'].to(self.device, non_blocking=True)
+        out['label'] = torch.as_tensor(batch['label']).to(self.device, non_blocking=True)
+        for k in ('label_a', 'label_b'):
+            if k in out: out[k] = torch.as_tensor(out[k]).to(self.device, non_blocking=True)
+        return out
 
     @staticmethod
     def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -431,54 +572,62 @@ class Learner:
         if y.ndim == 2: return y.gather(1, top[:, None]).squeeze(1).gt(0.5).sum()
         return top.eq(y).sum()
 
+    def _loss(self, logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, labels to score accuracy against). A mixed batch (`lam`, `label_a`, `label_b`, from `self.mix` or a
+        mixing `collate_fn`) gives λ·L(y_a) + (1−λ)·L(y_b), scored against the dominant label; otherwise L(y)."""
+        if 'lam' in batch:
+            lam, ya, yb = float(batch['lam']), batch['label_a'], batch['label_b']
+            return lam * self.loss_fn(logits, ya) + (1 - lam) * self.loss_fn(logits, yb), (ya if lam >= 0.5 else yb)
+        return self.loss_fn(logits, batch['label']), batch['label']
+
     def _callback(self, event: str):
         for cb in self.callbacks: cb(self, event)
+
+    def _check_finite(self, finite: torch.Tensor, loss: torch.Tensor, epoch: int, i: int, n: int):
+        "The one host sync of an optimiser step: every rank's micro-batch losses since the last step were finite."
+        ok = _all_reduce(finite.float(), dist.ReduceOp.MIN if self.world > 1 else None)
+        if not ok.item():
+            where = (f'the last good checkpoint is {self.ckpt_path} (step {self._last_ckpt_step})'
+                     if self._last_ckpt_step is not None else 'no checkpoint had been written yet')
+            raise NonFiniteLossError(f'non-finite loss ({loss.item()}) at step {self.step + 1} (epoch {epoch + 1}, '
+                                     f'batch {i + 1}/{n}); the run stops here and {where}. Lower the lr, add '
+                                     f'grad_clip, or check the input data.')
 
     # ---- the loop ----------------------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, start: int, sums: torch.Tensor) -> torch.Tensor:
         cfg, accum = self.cfg, self.cfg.accum_steps
         self.sampler.set_epoch(epoch); self.sampler.start = start * self.rank_bs
         if hasattr(self.train_ds, 'set_epoch'): self.train_ds.set_epoch(epoch)   # VideoDataset: augmentation RNG = (seed, epoch, index)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)     # the loader's own RNG, not the global one
-        loader = DataLoader(self.train_ds, batch_size=self.rank_bs, sampler=self.sampler, num_workers=cfg.num_workers,
-                            drop_last=True, generator=g, collate_fn=self.collate_fn, pin_memory=self.device.type == 'cuda')
+        loader = self._loader(self.train_ds, train=True)
         self.net.train()
         bar = None
         if self.interactive:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.batches_per_epoch, initial=start, desc=f'epoch {epoch + 1}/{cfg.epochs}', leave=False)
-        n = self.batches_per_epoch
+        n, finite = self.batches_per_epoch, torch.ones((), dtype=torch.bool, device=self.device)
         for i, batch in enumerate(loader, start=start):
-            x, y = self._batch(batch)
+            batch = self._to_device(batch)
+            if self.mix is not None: batch = self.mix(batch)
             stepping = (i + 1) % accum == 0 or i + 1 == n
             sync = contextlib.nullcontext() if stepping or self.world == 1 else self.net.no_sync()
-            with sync:
+            with sync:                                                           # no collective in here
                 with self._autocast():
-                    if cfg.mixup_alpha > 0:
-                        x, perm, lam = mixup_batch(x, cfg.mixup_alpha)
-                        logits = self.net(x)                                         # 1. forward
-                        loss = lam * self.loss_fn(logits, y) + (1 - lam) * self.loss_fn(logits, y[perm])   # 2. loss
-                        y_acc = y if lam >= 0.5 else y[perm]
-                    else:
-                        logits = self.net(x)                                         # 1. forward
-                        loss, y_acc = self.loss_fn(logits, y), y                      # 2. loss
-                ok = _all_reduce(torch.isfinite(loss.detach()).float(), dist.ReduceOp.MIN if self.world > 1 else None)
-                if not ok.item():
-                    where = (f'the last good checkpoint is {self.ckpt_path} (step {self._last_ckpt_step})'
-                             if self._last_ckpt_step is not None else 'no checkpoint had been written yet')
-                    raise NonFiniteLossError(f'non-finite loss ({loss.item()}) at step {self.step + 1} (epoch {epoch + 1}, '
-                                             f'batch {i + 1}/{n}); the run stops here and {where}. Lower the lr, add '
-                                             f'grad_clip, or check the input data.')
-                self.scaler.scale(loss / accum).backward()                           # 3. backward
-            sums += torch.tensor([loss.item() * len(y), float(self._correct(logits.detach(), y_acc)), len(y)], dtype=torch.float64)
+                    logits = self.net(*batch_inputs(batch, self.input_keys))   # 1. forward
+                    loss, y_acc = self._loss(logits, batch)                      # 2. loss
+                finite &= torch.isfinite(loss.detach())
+                self.scaler.scale(loss / accum).backward()                       # 3. backward
+            nb = float(len(y_acc))                                               # sums stay on the device: no sync
+            sums += torch.stack([loss.detach().to(self.sum_dtype) * nb, self._correct(logits.detach(), y_acc).to(self.sum_dtype),
+                                 torch.tensor(nb, dtype=self.sum_dtype, device=self.device)])
             if stepping:
+                self._check_finite(finite, loss, epoch, i, n)                   # before the weights can change
                 if cfg.grad_clip:
                     self.scaler.unscale_(self.opt)
                     nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.lr = self.opt.param_groups[0]['lr']                             # the rate this step uses
-                self.scaler.step(self.opt); self.scaler.update()                    # 4. step
+                self.lr = self.opt.param_groups[0]['lr']                         # the rate this step uses
+                self.scaler.step(self.opt); self.scaler.update()                # 4. step
                 self.opt.zero_grad(set_to_none=True)
-                self.sched.step()                                                    # 5. schedule
+                self.sched.step()                                                # 5. schedule
                 self.step += 1
                 if bar is not None: bar.set_postfix(loss=f'{loss.item():.4f}', lr=f'{self.lr:.3g}')
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and i + 1 < n:
@@ -489,44 +638,40 @@ class Learner:
         return sums
 
     @torch.no_grad()
-    def validate(self, ds: Dataset | None = None, batch_size: int | None = None) -> dict[str, float]:
-        """Loss, top-1 and top-5 on `ds` (default: the validation set), sharded across ranks and all-reduced.
-
-        Multi-view clips `(B, V, C, T, H, W)` average their views' softmax (single-label) or their logits (multi-hot
-        labels: the BCE loss takes logits, and the log of a mean softmax is not a logit of a per-class probability)."""
+    def predict(self, ds: Dataset | None = None, batch_size: int | None = None, features: bool = False) -> dict:
+        """`predict_loader` on `ds` (default: the validation set), sharded across ranks and gathered in dataset order:
+        `logits` `(N, V, K)`, `scores` `(N, K)`, `labels`, `index` (and `features`)."""
         if not hasattr(self, 'net'): self._setup()
         ds = ds if ds is not None else self.valid_ds
-        shard = Subset(ds, range(self.rank, len(ds), self.world))
-        loader = DataLoader(shard, batch_size=batch_size or self.rank_bs, num_workers=self.cfg.num_workers,
-                            collate_fn=self.collate_fn)
-        self.net.eval()
-        s = torch.zeros(4, dtype=torch.float64)                  # loss sum, top-1 hits, top-5 hits, n
-        for batch in loader:
-            x, y = self._batch(batch)
-            views = x.shape[1] if x.ndim == 6 else 0                 # multi-view clips (B, V, C, T, H, W)
-            with self._autocast(): logits = self.net(x.flatten(0, 1) if views else x)
-            logits = logits.float()
-            if views and y.ndim == 2:                                 # multi-label: mean of the views' logits
-                logits = logits.unflatten(0, (-1, views)).mean(1)
-            elif views:                                               # average the views' softmax scores; log → "logits"
-                logits = logits.softmax(-1).unflatten(0, (-1, views)).mean(1).clamp_min(1e-12).log()
-            if y.ndim == 2:
-                loss = F.binary_cross_entropy_with_logits(logits, y.float(), reduction='none').mean(1).sum()
-                top5 = y.gather(1, logits.topk(min(5, logits.shape[1]), -1).indices).gt(0.5).any(1).sum()
-            else:
-                loss = F.cross_entropy(logits, y.long(), reduction='sum')
-                top5 = logits.topk(min(5, logits.shape[1]), -1).indices.eq(y[:, None]).any(1).sum()
-            s += torch.tensor([loss.item(), float(self._correct(logits, y)), float(top5), len(y)], dtype=torch.float64)
-        s = _all_reduce(s)
-        n = max(s[3].item(), 1)
-        return {'valid_loss': s[0].item() / n, 'valid_top1': s[1].item() / n, 'valid_top5': s[2].item() / n}
+        p = predict_loader(self.net, self._loader(ds, train=False, batch_size=batch_size), self.device, self.input_keys,
+                           self.amp_dtype, multi_label=getattr(ds, 'multi_label', None), features=features,
+                           prepare=self._prepare)
+        if self.world > 1:                                     # rank r holds items r, r + W, …: gather and interleave
+            parts = [None] * self.world
+            dist.all_gather_object(parts, {k: v for k, v in p.items() if k != 'mode'})
+            pos = torch.cat([torch.arange(r, len(ds), self.world) for r in range(self.world)]).argsort()
+            p = {**{k: torch.cat([q[k] for q in parts])[pos] for k in parts[0]}, 'mode': p['mode']}
+        return p
+
+    def validate(self, ds: Dataset | None = None, batch_size: int | None = None) -> dict[str, float]:
+        """Loss, top-1 and top-5 on `ds` (default: the validation set), from `predict` and `scores_metrics`: multi-view
+        clips `(B, V, C, T, H, W)` average their views' softmax (single-label) or sigmoid (multi-hot labels)."""
+        p = self.predict(ds, batch_size)
+        return scores_metrics(p['scores'], p['labels'], p['mode'])
+
+    def _final_validation(self) -> dict:
+        "The end of the run: one pass over `final_valid_ds`, kept in `self.predictions`; its metrics."
+        self.predictions = self.predict(self.final_valid_ds, features=True)
+        return {**scores_metrics(self.predictions['scores'], self.predictions['labels'], self.predictions['mode']),
+                'valid_views': int(self.predictions['logits'].shape[1])}
 
     def fit(self) -> list[dict]:
         "Train for `cfg.epochs` (continuing from `last.pt` if `cfg.resume`); returns one record per epoch."
         cfg = self.cfg
         self._setup()
         self._last_ckpt_step = None
-        start_epoch, start_batch, sums = 0, 0, torch.zeros(3, dtype=torch.float64)
+        start_epoch, start_batch = 0, 0
+        sums = torch.zeros(3, dtype=self.sum_dtype, device=self.device)
         if cfg.resume and self.ckpt_path and self.ckpt_path.exists():
             start_epoch, start_batch, sums = self._resume()
             self._last_ckpt_step = self.step
@@ -539,14 +684,15 @@ class Learner:
             self.epoch = epoch
             t0 = time.perf_counter()
             with torch.enable_grad(): sums = self._train_epoch(epoch, start_batch, sums)   # whatever the caller's grad mode
-            tot = _all_reduce(sums.clone())
+            tot = _all_reduce(sums.clone()).cpu()
             dt = time.perf_counter() - t0
             rec = {'epoch': epoch + 1, 'epochs': cfg.epochs, 'step': self.step, 'lr': self.lr,
                    'train_loss': tot[0].item() / tot[2].item(), 'train_top1': tot[1].item() / tot[2].item()}
-            if self.valid_ds is not None: rec.update(self.validate())
+            if epoch + 1 == cfg.epochs and self.final_valid_ds is not None: rec.update(self._final_validation())
+            elif self.valid_ds is not None: rec.update(self.validate())
             rec.update(epoch_s=dt, clips_per_s=(self.batches_per_epoch - start_batch) * cfg.batch_size / dt)
             self.history.append(rec)
-            sums, start_batch = torch.zeros(3, dtype=torch.float64), 0
+            sums, start_batch = torch.zeros(3, dtype=self.sum_dtype, device=self.device), 0
             self.save_checkpoint(epoch + 1, 0, sums); self._last_ckpt_step = self.step
             if self.is_main:
                 if self.out_dir:
@@ -555,4 +701,6 @@ class Learner:
                     for k, v in rec.items(): self.tb.add_scalar(k, v, self.step)
                 print(_fmt(rec), flush=True)
             self._callback('after_epoch')
+        if self.predictions is None and self.final_valid_ds is not None:     # resumed after the last epoch
+            self._final_validation()
         return self.history
