@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -81,10 +82,23 @@ def _class_index(name: str, index: dict[str, int], file, where: str) -> int:
         raise AnnotationError(f'{file}: {where}: unknown label {name!r}{hint}')
     return index[name]
 
-def _read_json(path) -> object:
-    try:
-        with open(path) as f: return json.load(f)
+def _read_text(path) -> str:
+    """The text of annotation file `path`, the one place every parser reads a file: UTF-8 with or without a byte-order
+    mark (Excel's "CSV UTF-8" writes one), whatever the locale, and CRLF or CR line endings read as `'\n'`."""
+    path = Path(path)
+    try: data = path.read_bytes()
     except FileNotFoundError: raise AnnotationError(f'{path}: annotation file not found') from None
+    except IsADirectoryError: raise AnnotationError(f'{path}: is a folder, not an annotation file') from None
+    try: text = data.decode('utf-8-sig')                           # 'utf-8-sig' drops a leading BOM, if any
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        raise AnnotationError(f'{path}: line {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); '
+                              'save the file as UTF-8') from None
+    return text.replace('\r\n', '\n').replace('\r', '\n')
+
+def _read_json(path) -> object:
+    text = _read_text(path)
+    try: return json.loads(text)
     except json.JSONDecodeError as e: raise AnnotationError(f'{path}: line {e.lineno}: not valid JSON ({e.msg})') from None
 
 # %% ../nbs/04_datasets.ipynb #91a1e7d3
@@ -148,14 +162,12 @@ def kinetics_clip_name(youtube_id: str, start: float, end: float, ext: str = '.m
 
 def _read_csv(path, required: Sequence[str]) -> tuple[list[str], list[tuple[int, dict]]]:
     path = Path(path)
-    if not path.exists(): raise AnnotationError(f'{path}: annotation file not found')
-    with open(path, newline='') as f:
-        r = csv.DictReader(f)
-        cols = [c.strip() for c in (r.fieldnames or [])]
-        missing = [c for c in required if c not in cols]
-        if missing: raise AnnotationError(f'{path}: line 1: header {cols} lacks the column(s) {missing}')
-        r.fieldnames = cols
-        return cols, [(r.line_num, {k: (v or '').strip() for k, v in row.items() if k is not None}) for row in r]
+    r = csv.DictReader(io.StringIO(_read_text(path)))
+    cols = [c.strip() for c in (r.fieldnames or [])]
+    missing = [c for c in required if c not in cols]
+    if missing: raise AnnotationError(f'{path}: line 1: header {cols} lacks the column(s) {missing}')
+    r.fieldnames = cols
+    return cols, [(r.line_num, {k: (v or '').strip() for k, v in row.items() if k is not None}) for row in r]
 
 def parse_kinetics(csv_file, root=None, classes: Sequence[str] | None = None, layout: str = 'auto', ext: str = '.mp4') -> Annotations:
     "Parse a Kinetics CSV (`label,youtube_id,time_start,time_end,split`; `label` optional) into `Annotations`."
@@ -186,9 +198,7 @@ def parse_kinetics(csv_file, root=None, classes: Sequence[str] | None = None, la
 
 # %% ../nbs/04_datasets.ipynb #097228b2
 def _lines(path) -> list[tuple[int, str]]:
-    path = Path(path)
-    if not path.exists(): raise AnnotationError(f'{path}: annotation file not found')
-    return [(i, l.strip()) for i, l in enumerate(path.read_text().splitlines(), 1) if l.strip()]
+    return [(i, l.strip()) for i, l in enumerate(_read_text(path).splitlines(), 1) if l.strip()]
 
 def parse_ucf101(split_dir, split: int = 1, subset: str = 'train') -> Annotations:
     "UCF101 split `split` (1–3), `subset` 'train' or 'test', from `classInd.txt` and `{train,test}list0{split}.txt`."
