@@ -127,9 +127,12 @@ def load_dataset_info(root) -> dict:
     return info
 
 def parse_ssv2(root, split: str = 'train', video_template: str = '{id}.webm', depth_template: str | None = None,
-               labels_file=None, annotation_file=None) -> Annotations:
-    "Parse an SSv2 split (`train`, `validation`, `test`) under `root` into `Annotations`."
+               labels_file=None, annotation_file=None, labelled: bool | None = None) -> Annotations:
+    """Parse an SSv2 split (`train`, `validation`, `test`) under `root` into `Annotations`.
+
+    `labelled`: every entry must have a `template` (default: every split but `'test'`, whose official list has ids only)."""
     root = Path(root)
+    if labelled is None: labelled = split != 'test'
     lf = Path(labels_file) if labels_file else _find(root, ['labels.json', 'something-something-v2-labels.json'], 'labels')
     af = Path(annotation_file) if annotation_file else _find(root, [f'{split}.json', f'something-something-v2-{split}.json'], f'{split!r} split')
     labels = _read_json(lf)
@@ -147,8 +150,13 @@ def parse_ssv2(root, split: str = 'train', video_template: str = '{id}.webm', de
         where = f'entry {n}'
         if not isinstance(e, dict) or 'id' not in e: raise AnnotationError(f'{af}: {where}: an entry needs an "id", got {e!r}'[:300])
         vid = str(e['id'])
-        label = None
-        if 'template' in e: label = _class_index(ssv2_label_name(e['template']), index, af, f'{where} (id {vid})')
+        template = e.get('template')
+        if template is None:                                  # only an unlabelled (test) list may lack it
+            if labelled: raise AnnotationError(f'{af}: {where} (id {vid}): no "template", so no class; every entry of the {split!r} '
+                                               "split needs one (an id-only test list: split='test' or labelled=False)")
+            label = None
+        elif not isinstance(template, str): raise AnnotationError(f'{af}: {where} (id {vid}): "template" must be a string, got {template!r}'[:300])
+        else: label = _class_index(ssv2_label_name(template), index, af, f'{where} (id {vid})')
         samples.append(Sample(video_template.format(id=vid), label, vid, f'{af.name}:{where}',
                               depth_template.format(id=vid) if depth_template else None,
                               extra={k: e[k] for k in ('template', 'placeholders', 'label') if k in e}))
