@@ -106,6 +106,13 @@ def ssv2_label_name(template: str) -> str:
     "SSv2 template → class name: drop the placeholder brackets (`'Putting [something] on [something]'` → `'Putting something on something'`)."
     return re.sub(r'\[([^\]]*)\]', r'\1', template).strip()
 
+def _class_id(name: str, v, file) -> int:
+    "A `labels.json` value: SSv2 writes class ids as strings (`\"0\"`); a plain JSON integer is accepted too."
+    if isinstance(v, int) and not isinstance(v, bool): return v
+    if isinstance(v, str) and re.fullmatch(r'\s*-?\d+\s*', v): return int(v)
+    raise AnnotationError(f'{file}: class {name!r} has the id {v!r}; expected an integer class id, '
+                          'a string of digits as SSv2 writes it ("0") or a JSON integer (0)')
+
 def _find(root: Path, names: Sequence[str], what: str) -> Path:
     for n in names:
         if (root / n).exists(): return root / n
@@ -137,7 +144,7 @@ def parse_ssv2(root, split: str = 'train', video_template: str = '{id}.webm', de
     af = Path(annotation_file) if annotation_file else _find(root, [f'{split}.json', f'something-something-v2-{split}.json'], f'{split!r} split')
     labels = _read_json(lf)
     if not isinstance(labels, dict): raise AnnotationError(f'{lf}: expected a JSON object {{name: id}}, got {type(labels).__name__}')
-    index = {name: int(i) for name, i in labels.items()}
+    index = {name: _class_id(name, i, lf) for name, i in labels.items()}
     classes = [None] * len(index)
     for name, i in index.items():
         if not 0 <= i < len(index) or classes[i] is not None:
