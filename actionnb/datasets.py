@@ -310,6 +310,9 @@ def parse_csv(csv_file, classes: Sequence[str] | None = None) -> Annotations:
     "A CSV with header `path,label` (label: class name or integer id) → `Annotations`."
     csv_file = Path(csv_file)
     _, rows = _read_csv(csv_file, ['path', 'label'])
+    for line, r in rows:                                      # before `numeric`: one blank cell would make every label a name
+        if not r['label']: raise AnnotationError(f'{csv_file}: line {line}: empty or missing label for {r["path"]!r}; '
+                                                 'every row needs a class name or an integer id')
     numeric = all(re.fullmatch(r'-?\d+', r['label']) for _, r in rows)
     if classes is None:
         classes = [str(i) for i in range(max((int(r['label']) for _, r in rows), default=-1) + 1)] if numeric else sorted({r['label'] for _, r in rows})
