@@ -333,15 +333,38 @@ def parse_csv(csv_file, classes: Sequence[str] | None = None) -> Annotations:
 class PathOutsideRootError(ValueError):
     "An annotation path that is absolute or leaves the dataset root through `..`."
 
-def resolve_under_root(root, rel: str, allow_outside_root: bool = False, where: str = '') -> str:
-    "`root/rel`, refusing an absolute `rel` or one that escapes `root` via `..` unless `allow_outside_root`."
+def _real_dir(d: str, real_dirs: dict | None) -> str:
+    if real_dirs is None: return os.path.realpath(d)
+    if d not in real_dirs: real_dirs[d] = os.path.realpath(d)
+    return real_dirs[d]
+
+def _realpath(p: str, real_dirs: dict | None = None) -> str:
+    "`os.path.realpath(p)`; with a `real_dirs` cache each folder is resolved once, and a file costs one `lstat`."
+    if real_dirs is None: return os.path.realpath(p)
+    d, name = os.path.split(p)
+    return os.path.realpath(p) if os.path.islink(p) else os.path.join(_real_dir(d, real_dirs), name)
+
+def _is_under(p: str, root: str) -> bool:
+    "Is the normalised absolute path `p` `root` or inside it? (A prefix test: `/data/synth2` is not under `/data/synth`.)"
+    return p == root or p.startswith(root.rstrip(os.sep) + os.sep)
+
+def resolve_under_root(root, rel: str, allow_outside_root: bool = False, where: str = '', real_dirs: dict | None = None) -> str:
+    """`root/rel`, refusing an absolute `rel`, one that escapes `root` via `..`, or one that a symlink under `root` leads
+    out of it, unless `allow_outside_root`. `real_dirs`: a dict to cache resolved folders across calls (one per dataset)."""
     root = os.path.normpath(os.path.abspath(root))
     p = os.path.normpath(os.path.join(root, rel))
     if not allow_outside_root:
-        at = f' ({where})' if where else ''
-        if os.path.isabs(rel): raise PathOutsideRootError(f'path {rel!r}{at} is absolute; annotation paths must be relative to the dataset root {root!r} (pass allow_outside_root=True to allow it)')
-        if os.path.commonpath([root, p]) != root:
-            raise PathOutsideRootError(f'path {rel!r}{at} escapes the dataset root {root!r} through ".." (pass allow_outside_root=True to allow it)')
+        at, allow = (f' ({where})' if where else ''), '(pass allow_outside_root=True to allow it)'
+        if os.path.isabs(rel): raise PathOutsideRootError(f'path {rel!r}{at} is absolute; annotation paths must be relative to the dataset root {root!r} {allow}')
+        if not _is_under(p, root):
+            raise PathOutsideRootError(f'path {rel!r}{at} escapes the dataset root {root!r} through ".." {allow}')
+        real_root = _real_dir(root, real_dirs)                 # a root that is itself a link is fine
+        if not _is_under(_realpath(p, real_dirs), real_root):  # a link on the way leads out: find the first such one
+            parts = os.path.relpath(p, root).split(os.sep)
+            link = next((os.path.join(*parts[:k]) for k in range(1, len(parts) + 1)
+                        if not _is_under(os.path.realpath(os.path.join(root, *parts[:k])), real_root)), rel)
+            raise PathOutsideRootError(f'path {rel!r}{at} leads out of the dataset root {root!r}: the symlink {link!r} points to '
+                                       f'{os.path.realpath(os.path.join(root, link))!r} {allow}')
     return p
 
 # FFmpeg opens an image file (whatever its extension) as a one-frame video; a dataset of videos refuses it.
@@ -371,11 +394,12 @@ class VideoDataset(Dataset):
         self.to_float, self.num_classes, self.multi_label = ToFloatClip(depth_scale), annotations.num_classes, annotations.multi_label
         S = annotations.samples
         pack = lambda ps: np.array([p.encode() for p in ps], dtype=np.bytes_)   # one numpy buffer, no per-item objects
-        self._paths = pack(resolve_under_root(root, s.path, allow_outside_root, s.source) for s in S)
+        real_dirs = {}                                                # resolved folders, shared by the path checks
+        self._paths = pack(resolve_under_root(root, s.path, allow_outside_root, s.source, real_dirs) for s in S)
         if 'depth' in self.modalities:
             missing = [s.source for s in S if not s.depth_path]
             if missing: raise ValueError(f"modality 'depth' requested but {len(missing)} samples have no depth_path (first: {missing[0]})")
-            self._depth = pack(resolve_under_root(root, s.depth_path, allow_outside_root, s.source) for s in S)
+            self._depth = pack(resolve_under_root(root, s.depth_path, allow_outside_root, s.source, real_dirs) for s in S)
         self._range = np.array([(s.start_frame, -1 if s.end_frame is None else s.end_frame) for s in S], dtype=np.int64)
         if self.multi_label:                                          # CSR: classes of sample i = _lab[_off[i]:_off[i+1]]
             self._lab = np.array([c for s in S for c in s.label], dtype=np.int64)
