@@ -189,6 +189,10 @@ def parse_kinetics(csv_file, root=None, classes: Sequence[str] | None = None, la
     csv_file = Path(csv_file)
     cols, rows = _read_csv(csv_file, ['youtube_id', 'time_start', 'time_end'])
     has_label = 'label' in cols
+    for line, r in rows:                                      # a blank would become class '' and shift every sorted id
+        if has_label and not r['label']:
+            raise AnnotationError(f'{csv_file}: line {line}: empty label; a file with a label column needs one on every row '
+                                  '(an unlabelled test CSV has no label column)')
     if classes is None: classes = sorted({r['label'] for _, r in rows}) if has_label else []
     index = {c: i for i, c in enumerate(classes)}
     if layout not in ('auto', 'label_dir', 'flat'): raise ValueError(f"layout must be 'auto', 'label_dir' or 'flat', got {layout!r}")
@@ -203,7 +207,7 @@ def parse_kinetics(csv_file, root=None, classes: Sequence[str] | None = None, la
         where = f'line {line}'
         try: name = kinetics_clip_name(r['youtube_id'], r['time_start'], r['time_end'], ext)
         except ValueError: raise AnnotationError(f'{csv_file}: {where}: time_start/time_end must be numbers, got {r["time_start"]!r}, {r["time_end"]!r}') from None
-        label = _class_index(r['label'], index, csv_file, where) if has_label and r['label'] else None
+        label = _class_index(r['label'], index, csv_file, where) if has_label else None
         path = f'{folder(r["label"])}/{name}' if layout == 'label_dir' and label is not None else name
         samples.append(Sample(path, label, name[:-len(ext)], f'{csv_file.name}:{line}',
                               extra={'youtube_id': r['youtube_id'], 'time_start': float(r['time_start']),
