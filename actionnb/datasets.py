@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -81,16 +82,36 @@ def _class_index(name: str, index: dict[str, int], file, where: str) -> int:
         raise AnnotationError(f'{file}: {where}: unknown label {name!r}{hint}')
     return index[name]
 
-def _read_json(path) -> object:
-    try:
-        with open(path) as f: return json.load(f)
+def _read_text(path) -> str:
+    """The text of annotation file `path`, the one place every parser reads a file: UTF-8 with or without a byte-order
+    mark (Excel's "CSV UTF-8" writes one), whatever the locale, and CRLF or CR line endings read as `'\n'`."""
+    path = Path(path)
+    try: data = path.read_bytes()
     except FileNotFoundError: raise AnnotationError(f'{path}: annotation file not found') from None
+    except IsADirectoryError: raise AnnotationError(f'{path}: is a folder, not an annotation file') from None
+    try: text = data.decode('utf-8-sig')                           # 'utf-8-sig' drops a leading BOM, if any
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        raise AnnotationError(f'{path}: line {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); '
+                              'save the file as UTF-8') from None
+    return text.replace('\r\n', '\n').replace('\r', '\n')
+
+def _read_json(path) -> object:
+    text = _read_text(path)
+    try: return json.loads(text)
     except json.JSONDecodeError as e: raise AnnotationError(f'{path}: line {e.lineno}: not valid JSON ({e.msg})') from None
 
 # %% ../nbs/04_datasets.ipynb #91a1e7d3
 def ssv2_label_name(template: str) -> str:
     "SSv2 template → class name: drop the placeholder brackets (`'Putting [something] on [something]'` → `'Putting something on something'`)."
     return re.sub(r'\[([^\]]*)\]', r'\1', template).strip()
+
+def _class_id(name: str, v, file) -> int:
+    "A `labels.json` value: SSv2 writes class ids as strings (`\"0\"`); a plain JSON integer is accepted too."
+    if isinstance(v, int) and not isinstance(v, bool): return v
+    if isinstance(v, str) and re.fullmatch(r'\s*-?\d+\s*', v): return int(v)
+    raise AnnotationError(f'{file}: class {name!r} has the id {v!r}; expected an integer class id, '
+                          'a string of digits as SSv2 writes it ("0") or a JSON integer (0)')
 
 def _find(root: Path, names: Sequence[str], what: str) -> Path:
     for n in names:
@@ -113,14 +134,17 @@ def load_dataset_info(root) -> dict:
     return info
 
 def parse_ssv2(root, split: str = 'train', video_template: str = '{id}.webm', depth_template: str | None = None,
-               labels_file=None, annotation_file=None) -> Annotations:
-    "Parse an SSv2 split (`train`, `validation`, `test`) under `root` into `Annotations`."
+               labels_file=None, annotation_file=None, labelled: bool | None = None) -> Annotations:
+    """Parse an SSv2 split (`train`, `validation`, `test`) under `root` into `Annotations`.
+
+    `labelled`: every entry must have a `template` (default: every split but `'test'`, whose official list has ids only)."""
     root = Path(root)
+    if labelled is None: labelled = split != 'test'
     lf = Path(labels_file) if labels_file else _find(root, ['labels.json', 'something-something-v2-labels.json'], 'labels')
     af = Path(annotation_file) if annotation_file else _find(root, [f'{split}.json', f'something-something-v2-{split}.json'], f'{split!r} split')
     labels = _read_json(lf)
     if not isinstance(labels, dict): raise AnnotationError(f'{lf}: expected a JSON object {{name: id}}, got {type(labels).__name__}')
-    index = {name: int(i) for name, i in labels.items()}
+    index = {name: _class_id(name, i, lf) for name, i in labels.items()}
     classes = [None] * len(index)
     for name, i in index.items():
         if not 0 <= i < len(index) or classes[i] is not None:
@@ -133,8 +157,13 @@ def parse_ssv2(root, split: str = 'train', video_template: str = '{id}.webm', de
         where = f'entry {n}'
         if not isinstance(e, dict) or 'id' not in e: raise AnnotationError(f'{af}: {where}: an entry needs an "id", got {e!r}'[:300])
         vid = str(e['id'])
-        label = None
-        if 'template' in e: label = _class_index(ssv2_label_name(e['template']), index, af, f'{where} (id {vid})')
+        template = e.get('template')
+        if template is None:                                  # only an unlabelled (test) list may lack it
+            if labelled: raise AnnotationError(f'{af}: {where} (id {vid}): no "template", so no class; every entry of the {split!r} '
+                                               "split needs one (an id-only test list: split='test' or labelled=False)")
+            label = None
+        elif not isinstance(template, str): raise AnnotationError(f'{af}: {where} (id {vid}): "template" must be a string, got {template!r}'[:300])
+        else: label = _class_index(ssv2_label_name(template), index, af, f'{where} (id {vid})')
         samples.append(Sample(video_template.format(id=vid), label, vid, f'{af.name}:{where}',
                               depth_template.format(id=vid) if depth_template else None,
                               extra={k: e[k] for k in ('template', 'placeholders', 'label') if k in e}))
@@ -148,20 +177,22 @@ def kinetics_clip_name(youtube_id: str, start: float, end: float, ext: str = '.m
 
 def _read_csv(path, required: Sequence[str]) -> tuple[list[str], list[tuple[int, dict]]]:
     path = Path(path)
-    if not path.exists(): raise AnnotationError(f'{path}: annotation file not found')
-    with open(path, newline='') as f:
-        r = csv.DictReader(f)
-        cols = [c.strip() for c in (r.fieldnames or [])]
-        missing = [c for c in required if c not in cols]
-        if missing: raise AnnotationError(f'{path}: line 1: header {cols} lacks the column(s) {missing}')
-        r.fieldnames = cols
-        return cols, [(r.line_num, {k: (v or '').strip() for k, v in row.items() if k is not None}) for row in r]
+    r = csv.DictReader(io.StringIO(_read_text(path)))
+    cols = [c.strip() for c in (r.fieldnames or [])]
+    missing = [c for c in required if c not in cols]
+    if missing: raise AnnotationError(f'{path}: line 1: header {cols} lacks the column(s) {missing}')
+    r.fieldnames = cols
+    return cols, [(r.line_num, {k: (v or '').strip() for k, v in row.items() if k is not None}) for row in r]
 
 def parse_kinetics(csv_file, root=None, classes: Sequence[str] | None = None, layout: str = 'auto', ext: str = '.mp4') -> Annotations:
     "Parse a Kinetics CSV (`label,youtube_id,time_start,time_end,split`; `label` optional) into `Annotations`."
     csv_file = Path(csv_file)
     cols, rows = _read_csv(csv_file, ['youtube_id', 'time_start', 'time_end'])
     has_label = 'label' in cols
+    for line, r in rows:                                      # a blank would become class '' and shift every sorted id
+        if has_label and not r['label']:
+            raise AnnotationError(f'{csv_file}: line {line}: empty label; a file with a label column needs one on every row '
+                                  '(an unlabelled test CSV has no label column)')
     if classes is None: classes = sorted({r['label'] for _, r in rows}) if has_label else []
     index = {c: i for i, c in enumerate(classes)}
     if layout not in ('auto', 'label_dir', 'flat'): raise ValueError(f"layout must be 'auto', 'label_dir' or 'flat', got {layout!r}")
@@ -176,7 +207,7 @@ def parse_kinetics(csv_file, root=None, classes: Sequence[str] | None = None, la
         where = f'line {line}'
         try: name = kinetics_clip_name(r['youtube_id'], r['time_start'], r['time_end'], ext)
         except ValueError: raise AnnotationError(f'{csv_file}: {where}: time_start/time_end must be numbers, got {r["time_start"]!r}, {r["time_end"]!r}') from None
-        label = _class_index(r['label'], index, csv_file, where) if has_label and r['label'] else None
+        label = _class_index(r['label'], index, csv_file, where) if has_label else None
         path = f'{folder(r["label"])}/{name}' if layout == 'label_dir' and label is not None else name
         samples.append(Sample(path, label, name[:-len(ext)], f'{csv_file.name}:{line}',
                               extra={'youtube_id': r['youtube_id'], 'time_start': float(r['time_start']),
@@ -186,9 +217,7 @@ def parse_kinetics(csv_file, root=None, classes: Sequence[str] | None = None, la
 
 # %% ../nbs/04_datasets.ipynb #097228b2
 def _lines(path) -> list[tuple[int, str]]:
-    path = Path(path)
-    if not path.exists(): raise AnnotationError(f'{path}: annotation file not found')
-    return [(i, l.strip()) for i, l in enumerate(path.read_text().splitlines(), 1) if l.strip()]
+    return [(i, l.strip()) for i, l in enumerate(_read_text(path).splitlines(), 1) if l.strip()]
 
 def parse_ucf101(split_dir, split: int = 1, subset: str = 'train') -> Annotations:
     "UCF101 split `split` (1–3), `subset` 'train' or 'test', from `classInd.txt` and `{train,test}list0{split}.txt`."
@@ -285,6 +314,9 @@ def parse_csv(csv_file, classes: Sequence[str] | None = None) -> Annotations:
     "A CSV with header `path,label` (label: class name or integer id) → `Annotations`."
     csv_file = Path(csv_file)
     _, rows = _read_csv(csv_file, ['path', 'label'])
+    for line, r in rows:                                      # before `numeric`: one blank cell would make every label a name
+        if not r['label']: raise AnnotationError(f'{csv_file}: line {line}: empty or missing label for {r["path"]!r}; '
+                                                 'every row needs a class name or an integer id')
     numeric = all(re.fullmatch(r'-?\d+', r['label']) for _, r in rows)
     if classes is None:
         classes = [str(i) for i in range(max((int(r['label']) for _, r in rows), default=-1) + 1)] if numeric else sorted({r['label'] for _, r in rows})
@@ -305,15 +337,38 @@ def parse_csv(csv_file, classes: Sequence[str] | None = None) -> Annotations:
 class PathOutsideRootError(ValueError):
     "An annotation path that is absolute or leaves the dataset root through `..`."
 
-def resolve_under_root(root, rel: str, allow_outside_root: bool = False, where: str = '') -> str:
-    "`root/rel`, refusing an absolute `rel` or one that escapes `root` via `..` unless `allow_outside_root`."
+def _real_dir(d: str, real_dirs: dict | None) -> str:
+    if real_dirs is None: return os.path.realpath(d)
+    if d not in real_dirs: real_dirs[d] = os.path.realpath(d)
+    return real_dirs[d]
+
+def _realpath(p: str, real_dirs: dict | None = None) -> str:
+    "`os.path.realpath(p)`; with a `real_dirs` cache each folder is resolved once, and a file costs one `lstat`."
+    if real_dirs is None: return os.path.realpath(p)
+    d, name = os.path.split(p)
+    return os.path.realpath(p) if os.path.islink(p) else os.path.join(_real_dir(d, real_dirs), name)
+
+def _is_under(p: str, root: str) -> bool:
+    "Is the normalised absolute path `p` `root` or inside it? (A prefix test: `/data/synth2` is not under `/data/synth`.)"
+    return p == root or p.startswith(root.rstrip(os.sep) + os.sep)
+
+def resolve_under_root(root, rel: str, allow_outside_root: bool = False, where: str = '', real_dirs: dict | None = None) -> str:
+    """`root/rel`, refusing an absolute `rel`, one that escapes `root` via `..`, or one that a symlink under `root` leads
+    out of it, unless `allow_outside_root`. `real_dirs`: a dict to cache resolved folders across calls (one per dataset)."""
     root = os.path.normpath(os.path.abspath(root))
     p = os.path.normpath(os.path.join(root, rel))
     if not allow_outside_root:
-        at = f' ({where})' if where else ''
-        if os.path.isabs(rel): raise PathOutsideRootError(f'path {rel!r}{at} is absolute; annotation paths must be relative to the dataset root {root!r} (pass allow_outside_root=True to allow it)')
-        if os.path.commonpath([root, p]) != root:
-            raise PathOutsideRootError(f'path {rel!r}{at} escapes the dataset root {root!r} through ".." (pass allow_outside_root=True to allow it)')
+        at, allow = (f' ({where})' if where else ''), '(pass allow_outside_root=True to allow it)'
+        if os.path.isabs(rel): raise PathOutsideRootError(f'path {rel!r}{at} is absolute; annotation paths must be relative to the dataset root {root!r} {allow}')
+        if not _is_under(p, root):
+            raise PathOutsideRootError(f'path {rel!r}{at} escapes the dataset root {root!r} through ".." {allow}')
+        real_root = _real_dir(root, real_dirs)                 # a root that is itself a link is fine
+        if not _is_under(_realpath(p, real_dirs), real_root):  # a link on the way leads out: find the first such one
+            parts = os.path.relpath(p, root).split(os.sep)
+            link = next((os.path.join(*parts[:k]) for k in range(1, len(parts) + 1)
+                        if not _is_under(os.path.realpath(os.path.join(root, *parts[:k])), real_root)), rel)
+            raise PathOutsideRootError(f'path {rel!r}{at} leads out of the dataset root {root!r}: the symlink {link!r} points to '
+                                       f'{os.path.realpath(os.path.join(root, link))!r} {allow}')
     return p
 
 # FFmpeg opens an image file (whatever its extension) as a one-frame video; a dataset of videos refuses it.
@@ -343,11 +398,12 @@ class VideoDataset(Dataset):
         self.to_float, self.num_classes, self.multi_label = ToFloatClip(depth_scale), annotations.num_classes, annotations.multi_label
         S = annotations.samples
         pack = lambda ps: np.array([p.encode() for p in ps], dtype=np.bytes_)   # one numpy buffer, no per-item objects
-        self._paths = pack(resolve_under_root(root, s.path, allow_outside_root, s.source) for s in S)
+        real_dirs = {}                                                # resolved folders, shared by the path checks
+        self._paths = pack(resolve_under_root(root, s.path, allow_outside_root, s.source, real_dirs) for s in S)
         if 'depth' in self.modalities:
             missing = [s.source for s in S if not s.depth_path]
             if missing: raise ValueError(f"modality 'depth' requested but {len(missing)} samples have no depth_path (first: {missing[0]})")
-            self._depth = pack(resolve_under_root(root, s.depth_path, allow_outside_root, s.source) for s in S)
+            self._depth = pack(resolve_under_root(root, s.depth_path, allow_outside_root, s.source, real_dirs) for s in S)
         self._range = np.array([(s.start_frame, -1 if s.end_frame is None else s.end_frame) for s in S], dtype=np.int64)
         if self.multi_label:                                          # CSR: classes of sample i = _lab[_off[i]:_off[i+1]]
             self._lab = np.array([c for s in S for c in s.label], dtype=np.int64)
