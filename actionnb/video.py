@@ -635,7 +635,10 @@ def _bench_main(argv):
     ap.add_argument('cmd', choices=['bench']); ap.add_argument('--clips', type=int, default=20)
     ap.add_argument('--no-torchcodec', action='store_true')
     ap.add_argument('--sweep', action='store_true', help='also sweep seek_gap')
+    ap.add_argument('--size', default='456x256', help='WxH of the 250-frame videos of cases 1-2, e.g. 1280x720')
     a = ap.parse_args(argv)
+    try: size = tuple(int(v) for v in a.size.lower().split('x')); assert len(size) == 2
+    except (ValueError, AssertionError): ap.error(f'--size must be WxH, got {a.size!r}')
     use_tc = not a.no_torchcodec
     if use_tc and _torchcodec_reader()[0] is None and not os.environ.get('ACTIONNB_TC_RELINKED'):
         libs = Path(av.__file__).parent.parent / 'av.libs'
@@ -650,7 +653,7 @@ def _bench_main(argv):
             print(f"rerunning with PyAV's FFmpeg linked under standard names in {link}")
             try: return subprocess.call([sys.executable, '-m', 'actionnb.video'] + argv, env=env)
             finally: shutil.rmtree(link, ignore_errors=True)
-    bench(a.clips, torchcodec=use_tc)
+    bench(a.clips, torchcodec=use_tc, size=size)
     if a.sweep: sweep_seek_gap(a.clips)
     return 0
 
