@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import stat
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
 import threading
@@ -23,7 +25,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 # %% auto #0
-__all__ = ['VideoDecodeError', 'synthetic_frame', 'frame_ids', 'make_test_video', 'VideoInfo', 'probe', 'plan_reads',
+__all__ = ['log', 'VideoDecodeError', 'synthetic_frame', 'frame_ids', 'make_test_video', 'VideoInfo', 'probe', 'plan_reads',
            'decoded_frames', 'read_clip', 'decode_all_clip', 'bench', 'sweep_seek_gap']
 
 # %% ../nbs/01_video.ipynb #fe4db7ca
@@ -121,46 +123,138 @@ class VideoInfo:
     "What `probe` learns about the first video stream of a file."
     path: str
     num_frames: int            # frames, in presentation order
-    fps: float                 # average frame rate, frames per second
+    fps: float                 # average frame rate, frames per second (on a variable frame rate, only an average)
     duration: float            # seconds
-    width: int
+    width: int                 # as stored; `display_size` gives the size after the display matrix
     height: int
     pix_fmt: str               # decoder pixel format: 'yuv420p', 'yuv444p', 'gray', 'yuv420p10le', 'gray16le', ...
     codec: str                 # 'h264', 'vp9', 'ffv1', ...
     bit_depth: int             # bits per stored component (8, 10, 16, ...)
     frames_from: str           # 'container' (stored count) or 'demux' (counted packets)
-    keyframes: list[int] = field(default_factory=list, repr=False)  # keyframe indices known from the seek index
+    keyframes: list[int] = field(default_factory=list, repr=False)  # keyframe indices (seek index, or demuxed packets)
+    rotation: int = 0          # display matrix: turn the stored frame this many degrees counter-clockwise (0, 90, 180, -90);
+                               # read from the first frame that decodes (0 if none of the first 64 packets does)
+    mirrored: bool = False     # ... then mirror it left-right (a front camera)
+    sample_aspect_ratio: Fraction = Fraction(1, 1)   # width of a pixel / its height (anamorphic video: not 1)
+    variable_frame_rate: bool = False                # frame durations differ: frame i is not at time i / fps
 
     @property
     def channels(self) -> int:
         "1 for a grayscale or depth stream, else 3."
         return 1 if self.pix_fmt.startswith('gray') else 3
 
+    @property
+    def display_size(self) -> tuple[int, int]:
+        "`(width, height)` of the frames `read_clip` returns by default (rotation applied; pixels not resampled)."
+        return (self.height, self.width) if self.rotation in (90, -90) else (self.width, self.height)
+
 def _bit_depth(pix_fmt: str) -> int:
     try: return max(c.bits for c in av.VideoFormat(pix_fmt).components)
     except Exception: return 8
 
+# %% ../nbs/01_video.ipynb #039655a0
 def _seek_points(s) -> np.ndarray:
     """Frame indices of the keyframes in the container's seek index (sorted), or an empty array.
 
-    mp4/mov index every frame (in decode order; a keyframe of a closed GOP has the same position in presentation
-    order); mkv/webm index keyframes only ("cues"), by timestamp, which we turn into a frame index with the fps."""
-    fps = float(s.average_rate or 0)
+    Only mp4/mov/avi index every frame (in decode order; a keyframe of a closed GOP has the same position in
+    presentation order). mkv/webm index keyframes by timestamp ("cues"); turning a timestamp into a frame index
+    takes the real timestamps of all frames (`_timeline`), not the average frame rate."""
     try: entries = list(s.index_entries)
     except Exception: entries = []
-    if not entries or not fps: return np.zeros(0, np.int64)
-    if s.frames > 0 and len(entries) == s.frames: kf = [i for i, e in enumerate(entries) if e.is_keyframe]
-    else:
-        tb, t0 = float(s.time_base), (s.start_time or 0)
-        kf = [int(round((e.timestamp - t0) * tb * fps)) for e in entries if e.is_keyframe]
-    return np.unique(np.asarray(kf, dtype=np.int64))
+    if not (s.frames > 0 and len(entries) == s.frames): return np.zeros(0, np.int64)
+    return np.asarray([i for i, e in enumerate(entries) if e.is_keyframe], dtype=np.int64)
 
-def _count_packets(container, stream) -> int:
-    "Count the video packets by demuxing (no decoding)."
-    return sum(1 for pkt in container.demux(stream) if pkt.size > 0)
+def _frame_grid(s) -> tuple[int, int] | None:
+    """`(t0, dur)` when the container's index proves a constant frame duration (mp4/mov: one entry per frame, equal
+    steps), so that frame `i` is presented at `t0 + i·dur` exactly; otherwise None."""
+    try: entries = s.index_entries
+    except Exception: return None
+    if s.frames < 2 or len(entries) != s.frames: return None
+    ts = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))   # decode timestamps, decode order
+    d = np.diff(ts)
+    if d[0] <= 0 or not (d == d[0]).all(): return None
+    return (s.start_time or 0), int(d[0])
 
+@dataclass(frozen=True)
+class _Timeline:
+    "Where each frame is: its presentation timestamp, in the stream's time base, and which frames are keyframes."
+    n: int                       # frames (video packets with data)
+    pts: np.ndarray | None       # (n,) sorted presentation timestamps; None when some packet has none (or repeats one)
+    keyframes: np.ndarray        # (k,) indices of the keyframes (empty when `pts` is None)
+
+    def index_of(self, ts) -> int | None:
+        "The frame presented at timestamp `ts`, or None if no frame is."
+        i = int(np.searchsorted(self.pts, ts)) if ts is not None else self.n
+        return i if i < self.n and self.pts[i] == ts else None
+
+    @property
+    def constant_rate(self) -> bool:
+        "All frame durations equal (up to one tick of the time base)."
+        if self.pts is None or self.n < 3: return True
+        d = np.diff(self.pts)
+        return int(d.max() - d.min()) <= 1
+
+def _timeline(p: Path) -> _Timeline:
+    "Demux (no decoding) every video packet of `p`; cached per process by path, size and modification time."
+    st = os.stat(p)
+    return _timeline_cached(str(p), st.st_mtime_ns, st.st_size)
+
+@functools.lru_cache(maxsize=8192)
+def _timeline_cached(path: str, mtime_ns: int, size: int) -> _Timeline:
+    p = Path(path)
+    with _open(p) as c:
+        s = _video_stream(c, p)
+        try: pk = [(pkt.pts, pkt.is_keyframe) for pkt in c.demux(s) if pkt.size > 0]
+        except av.FFmpegError as e: raise VideoDecodeError(p, f'demuxing failed ({e})') from e
+    n = len(pk)
+    if n == 0 or any(t is None for t, _ in pk): return _Timeline(n, None, np.zeros(0, np.int64))
+    pts = np.asarray([t for t, _ in pk], np.int64)
+    order = np.sort(pts)
+    if (np.diff(order) <= 0).any(): return _Timeline(n, None, np.zeros(0, np.int64))   # two frames, one timestamp
+    keys = np.searchsorted(order, pts[[k for _, k in pk]])                              # keyframe pts → frame index
+    order.flags.writeable = False; keys.flags.writeable = False                         # shared through the cache
+    return _Timeline(n, order, np.unique(keys))
+
+# %% ../nbs/01_video.ipynb #6bf5a000
+def _display_matrix(frame) -> np.ndarray | None:
+    "The frame's display matrix as FFmpeg stores it (9 int32: a b u / c d v / x y w; a..d in 16.16 fixed point), or None."
+    for sd in frame.side_data:
+        if getattr(sd.type, 'name', None) == 'DISPLAYMATRIX': return np.frombuffer(bytes(sd), '<i4', 9)
+    return None
+
+def _orientation(m: np.ndarray | None) -> tuple[int, bool]:
+    """`(rotation, mirrored)` of a display matrix: show the stored frame turned `rotation` degrees counter-clockwise,
+    then mirrored left-right if `mirrored`. Raises ValueError for a turn that is not a multiple of 90 degrees.
+
+    FFmpeg maps a stored pixel (p, q) (column, row) to p' = a·p + c·q, q' = b·p + d·q. A counter-clockwise turn by r
+    followed by a mirror (f = -1, else 1) is a = f·cos r, b = -sin r, c = f·sin r, d = cos r."""
+    if m is None: return 0, False
+    a, b, c, d = (float(v) / 65536 for v in m[[0, 1, 3, 4]])
+    r = np.degrees(np.arctan2(-b, d))                                  # sin r = -b, cos r = d
+    k = int(round(r / 90))
+    if abs(r - 90 * k) > 0.5: raise ValueError(f'the display matrix turns by {r:.1f} degrees, not a multiple of 90')
+    f = a / d if abs(d) > abs(b) else c / -b                           # = f·cos r / cos r, or f·sin r / sin r
+    rot = (90 * k + 180) % 360 - 180                                   # -90, 0, 90, or -180 → 180
+    return (180 if rot == -180 else rot), bool(f < 0)
+
+def _orient(x: np.ndarray, rotation: int, mirrored: bool) -> np.ndarray:
+    "Apply `(rotation, mirrored)` to `(T, H, W, C)` frames → what a player shows."
+    y = np.rot90(x, rotation // 90, axes=(1, 2))                       # np.rot90 turns counter-clockwise: row 0 → left
+    return np.ascontiguousarray(y[:, :, ::-1] if mirrored else y)
+
+def _first_frame(c, s, max_packets: int = 64):
+    """Decode from the demuxer's position until a frame comes out (decoders may hold a few back), passing over packets
+    that fail to decode; None if none does within `max_packets`."""
+    for i, pkt in enumerate(c.demux(s)):
+        if i >= max_packets: return None
+        try:
+            for frame in pkt.decode(): return frame
+        except av.FFmpegError: continue
+    return None
+
+# %% ../nbs/01_video.ipynb #5ddf62fb
 def probe(path, count: str = 'auto') -> VideoInfo:
-    """Frames, fps, duration, size and format of the first video stream of `path`.
+    """Frames, fps, duration, size, format and display matrix of the first video stream of `path`.
 
     `count='auto'` uses the frame count the container stores, and counts packets by demuxing when it stores none
     (mkv, webm); `count='demux'` always counts. Raises `VideoDecodeError` for anything that is not a readable video.
@@ -182,16 +276,26 @@ def _probe(path: str, mtime_ns: int, size: int, count: str) -> VideoInfo:
         if s.duration is not None: duration = float(s.duration * s.time_base)
         elif c.duration is not None: duration = c.duration / av.time_base
         else: duration = 0.0
-        keyframes = _seek_points(s).tolist()                   # read the index before demuxing moves the file on
-        if s.frames > 0 and count == 'auto': n, how = s.frames, 'container'
-        else:
-            try: n, how = _count_packets(c, s), 'demux'
-            except av.FFmpegError as e: raise VideoDecodeError(p, f'demuxing failed ({e})') from e
-        if n == 0: raise VideoDecodeError(p, 'the video stream has no frames')
-        if not duration and fps: duration = n / fps
-        if not fps and duration: fps = n / duration
+        keyframes = _seek_points(s)                           # read the index before demuxing moves the file on
+        grid, stored = _frame_grid(s), s.frames
+        sar = s.sample_aspect_ratio or cc.sample_aspect_ratio
+        first = _first_frame(c, s)                           # the display matrix travels with the decoded frames
         pix = cc.format.name if cc.format is not None else ''
-        return VideoInfo(str(p), n, fps, duration, cc.width, cc.height, pix, cc.name, _bit_depth(pix), how, keyframes)
+        width, height, codec = cc.width, cc.height, cc.name
+    try: rotation, mirrored = _orientation(_display_matrix(first) if first is not None else None)
+    except ValueError as e: raise VideoDecodeError(p, str(e)) from None
+    use_stored = stored > 0 and count == 'auto'
+    if use_stored and grid: n, how, vfr = stored, 'container', False        # mp4 index: every frame, equal steps
+    else:                                                     # demux every packet (cached; read_clip reuses it)
+        tl = _timeline(p)
+        n, how = (stored, 'container') if use_stored else (tl.n, 'demux')
+        vfr = not tl.constant_rate
+        if not len(keyframes): keyframes = tl.keyframes
+    if n == 0: raise VideoDecodeError(p, 'the video stream has no frames')
+    if not duration and fps: duration = n / fps
+    if not fps and duration: fps = n / duration
+    return VideoInfo(str(p), n, fps, duration, width, height, pix, codec, _bit_depth(pix), how,
+                     [int(k) for k in keyframes], rotation, mirrored, Fraction(sar) if sar else Fraction(1, 1), vfr)
 
 # %% ../nbs/01_video.ipynb #daee11d4
 def plan_reads(need: np.ndarray, keyframes: np.ndarray, seek_gap: int | None) -> list[tuple[int, int]]:
@@ -219,8 +323,9 @@ def decoded_frames(runs: list[tuple[int, int]]) -> int:
     return sum(b - a + 1 for a, b in runs)
 
 # %% ../nbs/01_video.ipynb #e23bc4e7
-class _SeekMismatch(Exception): "A seek landed somewhere else than the index promised (open GOP, variable frame rate)."
+class _SeekMismatch(Exception): "A seek landed somewhere else than the index promised, or decoded a corrupt frame."
 
+log = logging.getLogger(__name__)
 _local = threading.local()
 _inherited_after_fork: list = []    # a forked child's copy of the parent's converters: kept, never used, never freed
 
@@ -247,16 +352,21 @@ def _frame_to_array(frame, channels: int, high_depth: bool) -> np.ndarray:
     a = _reformatter().reformat(frame, format=fmt).to_ndarray()
     return a if channels == 3 else a[..., None]
 
-def _frame_grid(s) -> tuple[int, int] | None:
-    """`(t0, dur)` when the container's index proves a constant frame duration (mp4/mov: one entry per frame, equal
-    steps), so that frame `i` is presented at `t0 + i·dur` exactly; otherwise None."""
-    try: entries = s.index_entries
-    except Exception: return None
-    if s.frames < 2 or len(entries) != s.frames: return None
-    ts = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))   # decode timestamps, decode order
-    d = np.diff(ts)
-    if d[0] <= 0 or not (d == d[0]).all(): return None
-    return (s.start_time or 0), int(d[0])
+def _is_corrupt(frame) -> bool:
+    "FFmpeg's verdict on a decoded frame: a decoding error was concealed, or a reference was missing."
+    return frame.is_corrupt
+
+def _seek(c, s, ts: int) -> None:
+    "Jump to the last keyframe presented at or before `ts` (stream time base); the decoder is flushed."
+    c.seek(int(ts), stream=s, backward=True, any_frame=False)
+
+def _prime(c, s) -> None:
+    """Decode from the first packet until a frame comes out, before the first seek. Some decoders learn how to
+    decode the whole stream from the first frame only: FFmpeg's h264 reads the x264 build from the first frame's SEI
+    and works around old x264 bugs with it (4:4:4 files from builds < 151); mpeg4 reads the encoder's version
+    (Xvid, DivX) from the first frame's user data. A seek that skips the first frame skips that, and the frames
+    after it come out wrong. What the decoder learns survives the flush of a seek."""
+    _first_frame(c, s)
 
 def _decoded(c, s, keep_pts: set | None):
     """Decoded frames of `s` from the demuxer's position. With `keep_pts`, packets whose pts is not in it are decoded
@@ -267,33 +377,61 @@ def _decoded(c, s, keep_pts: set | None):
         cc.skip_frame = 'DEFAULT' if pkt.pts is None or pkt.pts in keep_pts else 'NONREF'
         yield from pkt.decode()
 
-def _needed_frames(c, s, need: np.ndarray, runs: list[tuple[int, int]], skip_nonref: bool = True):
+# %% ../nbs/01_video.ipynb #48fcc647
+@dataclass(frozen=True)
+class _Clock:
+    "Frame index ↔ timestamp: a constant grid `t0 + i·dur` (mp4 index), or the demuxed timeline of every frame."
+    keyframes: np.ndarray
+    grid: tuple[int, int] | None = None
+    timeline: _Timeline | None = None
+
+    def pts_of(self, i: int) -> int:
+        return self.grid[0] + int(i) * self.grid[1] if self.grid else int(self.timeline.pts[int(i)])
+
+    def index_of(self, ts) -> int | None:
+        "The frame presented at `ts`, or None: off the grid, or not a frame of the timeline."
+        if ts is None: return None
+        if self.timeline is not None: return self.timeline.index_of(ts)
+        q, r = divmod(ts - self.grid[0], self.grid[1])
+        return None if r or q < 0 else int(q)
+
+def _clock(p: Path, s) -> _Clock | None:
+    """How `read_clip` maps indices to timestamps in `p`: the mp4 grid when the index proves a constant frame rate
+    (free), else the timeline of all frames (one demux, cached); None when frames lack timestamps (then no seeking)."""
+    grid = _frame_grid(s)
+    if grid: return _Clock(_seek_points(s), grid=grid)
+    tl = _timeline(p)
+    return _Clock(tl.keyframes, timeline=tl) if tl.pts is not None else None
+
+def _needed_frames(c, s, need: np.ndarray, runs: list[tuple[int, int]], clock: _Clock | None, skip_nonref: bool = True):
     """Walk the plan: yield `(j, frame)` for each `need[j]`, seeking at the start of every run that does not start at 0.
 
-    A frame's index is its timestamp on the frame grid when the index proves one (then unneeded non-reference frames
-    are skipped), else its count since the last keyframe we landed on. Any inconsistency raises `_SeekMismatch`."""
-    fps, tb, t0 = float(s.average_rate or 0), float(s.time_base or 0), (s.start_time or 0)
-    grid = _frame_grid(s)
-    keep = {grid[0] + int(i) * grid[1] for i in need} if grid and skip_nonref else None
-    j, pos = 0, 0
+    With a `clock`, a frame's index is its timestamp's place on the clock, and every landing after a seek is checked
+    against it; unneeded non-reference frames are skipped (`skip_nonref`). Without one (the exact path) frames are
+    counted from frame 0 and `runs` must not seek. Any inconsistency, or a needed frame FFmpeg flags corrupt, raises
+    `_SeekMismatch`: the caller then reads again on the exact path."""
+    keep = {clock.pts_of(i) for i in need} if clock and skip_nonref else None
+    j, pos, seeked = 0, 0, False
     for start, stop in runs:
         landed = None
         if start != pos:                                        # seek to the keyframe's presentation time
-            ts = grid[0] + start * grid[1] if grid else t0 + int(round(start / fps / tb))
-            c.seek(ts, stream=s, backward=True, any_frame=False)
-            pos = landed = start
+            if clock is None: raise ValueError('seeking needs a clock')
+            if not seeked and pos == 0: _prime(c, s)            # the decoder must see frame 0 once (its SEI)
+            _seek(c, s, clock.pts_of(start))
+            pos = landed = start; seeked = True
         for frame in _decoded(c, s, keep):
-            if grid:                                            # index = position on the frame grid
-                if frame.pts is None: raise _SeekMismatch('a frame without timestamp')
-                q, r = divmod(frame.pts - grid[0], grid[1])
-                if r or q < pos: raise _SeekMismatch(f'frame at pts {frame.pts} is off the grid or out of order')
-                pos = int(q)
+            if clock:                                           # index = the frame's timestamp on the clock
+                q = clock.index_of(frame.pts)
+                if q is None or q < pos: raise _SeekMismatch(f'a frame at pts {frame.pts} is not the next frame on the clock')
+                pos = q
             if landed is not None:                              # is this the frame the index promised?
-                at = pos if grid else None if frame.pts is None else round((frame.pts - t0) * tb * fps)
-                if at != landed: raise _SeekMismatch(f'seek to frame {landed} landed on frame {at}')
+                if pos != landed: raise _SeekMismatch(f'seek to frame {landed} landed on frame {pos}')
                 landed = None
             if pos > need[j]: raise _SeekMismatch(f'frame {int(need[j])} was not decoded')
             if pos == need[j]:
+                if _is_corrupt(frame):
+                    if clock is not None: raise _SeekMismatch(f'frame {pos} decodes as corrupt' + (' after a seek' if seeked else ''))
+                    raise _CorruptFrame(pos)
                 yield j, frame
                 j += 1
                 if j == len(need): return
@@ -301,13 +439,17 @@ def _needed_frames(c, s, need: np.ndarray, runs: list[tuple[int, int]], skip_non
             if pos > stop: break
         else: return                                            # the stream ended early: the caller reports it
 
+class _CorruptFrame(Exception): "A needed frame is flagged corrupt by FFmpeg even when decoding in order from frame 0."
+
 def _set_threads(s, threads: int):
     "1: decode on the calling thread (best inside DataLoader workers); n > 1 or 0 (FFmpeg picks): frame+slice threads."
     if threads == 1: s.codec_context.thread_count = 1
     else: s.codec_context.thread_count, s.thread_type = threads, 'AUTO'
 
-def _read_sorted(p: Path, need: np.ndarray, channels: int, seek_gap, threads, skip_nonref=True) -> np.ndarray:
-    "Decode the sorted unique indices `need` of `p` → `(len(need), H, W, C)` numpy array."
+def _read_sorted(p: Path, need: np.ndarray, channels: int, seek_gap, threads, skip_nonref=True,
+                 exact: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode the sorted unique indices `need` of `p` → `(len(need), H, W, C)` numpy array (as stored) and the
+    display matrix of the frames (or None). `exact`: decode and count every frame from frame 0 (no clock)."""
     with _open(p) as c:                                         # closed on every path, errors included
         s = _video_stream(c, p)
         if s.frames > 0 and need[-1] >= s.frames:
@@ -315,25 +457,33 @@ def _read_sorted(p: Path, need: np.ndarray, channels: int, seek_gap, threads, sk
         _set_threads(s, threads)
         fmt = s.codec_context.format
         high = channels == 1 and fmt is not None and _bit_depth(fmt.name) > 8
-        runs = plan_reads(need, _seek_points(s), seek_gap if s.average_rate else None)
-        skip = skip_nonref and decoded_frames(runs) > 2 * len(need)   # skipping costs a Python step per packet
-        buf, done = None, 0
+        clock = None if exact or seek_gap is None and not skip_nonref else _clock(p, s)
+        if clock and clock.timeline is not None and need[-1] >= clock.timeline.n:
+            raise VideoDecodeError(p, f'frame index {int(need[-1])} requested but the video has {clock.timeline.n} frames')
+        runs = plan_reads(need, clock.keyframes if clock else np.zeros(0, np.int64), seek_gap if clock else None)
+        skip = skip_nonref and clock is not None and decoded_frames(runs) > 2 * len(need)  # a Python step per packet
+        buf, done, matrix = None, 0, None
         try:
-            for j, frame in _needed_frames(c, s, need, runs, skip):
+            for j, frame in _needed_frames(c, s, need, runs, clock, skip):
                 a = _frame_to_array(frame, channels, high)
-                if buf is None: buf = np.empty((len(need),) + a.shape, a.dtype)
+                if buf is None:
+                    buf = np.empty((len(need),) + a.shape, a.dtype)
+                    matrix = _display_matrix(frame)
                 elif a.shape != buf.shape[1:]:
                     raise VideoDecodeError(p, f'frame size changes mid-stream: {a.shape[:2]} after {buf.shape[1:3]}')
                 buf[j], done = a, j + 1
         except av.FFmpegError as e:
             raise VideoDecodeError(p, f'decoding failed after {done} of {len(need)} needed frames ({e})') from e
+        except _CorruptFrame as e:
+            raise VideoDecodeError(p, f'frame {e.args[0]} decodes as corrupt (FFmpeg flags it) even in order from '
+                                      f'frame 0: the file is damaged or uses a feature this FFmpeg mis-decodes') from None
         if done < len(need):
             raise VideoDecodeError(p, f'frame index {int(need[done])} requested but the stream ended before it '
                                       f'(the video has fewer frames)')
-    return buf
+    return buf, matrix
 
 def read_clip(path, indices, channels: int = 3, seek_gap: int | None = 12,
-              threads: int = 1, skip_nonref: bool = True) -> torch.Tensor:
+              threads: int = 1, skip_nonref: bool = True, apply_rotation: bool = True) -> torch.Tensor:
     """Decode frames `indices` of `path` → `(T, H, W, C)` tensor in the requested order (repeats and any order allowed).
 
     `channels=3`: `uint8` RGB whatever the stored format (yuv420p/444p, gray, 10-bit, odd sizes).
@@ -341,18 +491,27 @@ def read_clip(path, indices, channels: int = 3, seek_gap: int | None = 12,
     0..65535 for sources stored with more than 8 bits (16-bit depth exactly, 10-bit scaled to 16 bit).
 
     Decodes once, in order, and stops after the last needed frame; seeks to a keyframe more than `seek_gap` frames
-    ahead (`None`: never seek). With `skip_nonref`, frames nothing references and nobody asked for are not decoded
-    (when the container proves a constant frame rate). An index outside `[0, num_frames)` raises `VideoDecodeError`:
-    samplers clamp, `read_clip` does not. `threads=1` decodes on the calling thread, the right choice inside
-    `DataLoader` workers (they are the parallelism); `threads=0` lets FFmpeg use frame and slice threads."""
+    ahead (`None`: never seek). With `skip_nonref`, frames nothing references and nobody asked for are not decoded.
+    Frame indices follow the real timestamps (variable frame rates included); any doubt after a seek (a landing off
+    the expected frame, a frame FFmpeg flags corrupt) redoes the read in order from frame 0. `apply_rotation`: turn
+    and mirror frames as the display matrix says (phone videos), so `H, W` are `probe(path).display_size` reversed;
+    pixels are never resampled (`probe(path).sample_aspect_ratio` says if they are not square). An index outside
+    `[0, num_frames)` raises `VideoDecodeError`: samplers clamp, `read_clip` does not. `threads=1` decodes on the
+    calling thread, the right choice inside `DataLoader` workers; `threads=0` lets FFmpeg use frame and slice threads."""
     p = _check_file(path)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)                 # (T,)
     if idx.size == 0: raise ValueError(f'read_clip({str(p)!r}): no frame indices requested')
     if channels not in (1, 3): raise ValueError(f'channels must be 1 or 3, got {channels}')
     if idx.min() < 0: raise VideoDecodeError(p, f'negative frame index {int(idx.min())} requested')
     need, inverse = np.unique(idx, return_inverse=True)                   # idx == need[inverse]
-    try: buf = _read_sorted(p, need, channels, seek_gap, threads, skip_nonref)
-    except _SeekMismatch: buf = _read_sorted(p, need, channels, None, threads, False)  # exact: count from frame 0
+    try: buf, matrix = _read_sorted(p, need, channels, seek_gap, threads, skip_nonref)
+    except _SeekMismatch as e:                                            # exact: count every frame from frame 0
+        (log.warning if 'corrupt' in str(e) else log.debug)('%s: %s; reading again in order from frame 0', p, e)
+        buf, matrix = _read_sorted(p, need, channels, None, threads, False, exact=True)
+    if apply_rotation and matrix is not None:
+        try: rotation, mirrored = _orientation(matrix)
+        except ValueError as e: raise VideoDecodeError(p, f'{e}; read it with apply_rotation=False') from None
+        if rotation or mirrored: buf = _orient(buf, rotation, mirrored)   # (m, H, W, C) → as a player shows it
     out = torch.from_numpy(buf)                                           # (m, H, W, C)
     if out.dtype == torch.uint16: out = out.to(torch.int32)
     if len(need) == len(idx) and np.array_equal(inverse.reshape(-1), np.arange(len(idx))): return out
@@ -476,7 +635,10 @@ def _bench_main(argv):
     ap.add_argument('cmd', choices=['bench']); ap.add_argument('--clips', type=int, default=20)
     ap.add_argument('--no-torchcodec', action='store_true')
     ap.add_argument('--sweep', action='store_true', help='also sweep seek_gap')
+    ap.add_argument('--size', default='456x256', help='WxH of the 250-frame videos of cases 1-2, e.g. 1280x720')
     a = ap.parse_args(argv)
+    try: size = tuple(int(v) for v in a.size.lower().split('x')); assert len(size) == 2
+    except (ValueError, AssertionError): ap.error(f'--size must be WxH, got {a.size!r}')
     use_tc = not a.no_torchcodec
     if use_tc and _torchcodec_reader()[0] is None and not os.environ.get('ACTIONNB_TC_RELINKED'):
         libs = Path(av.__file__).parent.parent / 'av.libs'
@@ -491,7 +653,7 @@ def _bench_main(argv):
             print(f"rerunning with PyAV's FFmpeg linked under standard names in {link}")
             try: return subprocess.call([sys.executable, '-m', 'actionnb.video'] + argv, env=env)
             finally: shutil.rmtree(link, ignore_errors=True)
-    bench(a.clips, torchcodec=use_tc)
+    bench(a.clips, torchcodec=use_tc, size=size)
     if a.sweep: sweep_seek_gap(a.clips)
     return 0
 
