@@ -30,10 +30,10 @@ from .transforms import ToFloatClip
 logger = logging.getLogger('actionnb.datasets')
 
 # %% auto #0
-__all__ = ['logger', 'STILL_IMAGE_CODECS', 'AnnotationError', 'Sample', 'Annotations', 'ssv2_label_name', 'load_dataset_info',
-           'parse_ssv2', 'kinetics_clip_name', 'parse_kinetics', 'parse_ucf101', 'parse_hmdb51', 'parse_diving48',
-           'parse_charades', 'parse_csv', 'PathOutsideRootError', 'resolve_under_root', 'BadSample', 'VideoDataset',
-           'write_test_video', 'memcheck']
+__all__ = ['logger', 'STILL_IMAGE_CODECS', 'CACHE_VERSION', 'AnnotationError', 'Sample', 'Annotations', 'ssv2_label_name',
+           'load_dataset_info', 'parse_ssv2', 'kinetics_clip_name', 'parse_kinetics', 'parse_ucf101', 'parse_hmdb51',
+           'parse_diving48', 'parse_charades', 'parse_csv', 'PathOutsideRootError', 'resolve_under_root', 'BadSample',
+           'VideoDataset', 'write_test_video', 'DecodedClipCache', 'estimate_decoded_bytes', 'memcheck']
 
 # %% ../nbs/04_datasets.ipynb #57da6330
 class AnnotationError(ValueError):
@@ -385,10 +385,14 @@ class BadSample:
 class VideoDataset(Dataset):
     """Decode, sample and transform the videos of `annotations` under `root`; see the notebook for the contract.
 
-    `sampler(num_frames, rng) -> (T,)` or `(V, T)` indices; `transform(sample_dict, rng)` on float `(C, T, H, W)`."""
+    `sampler(num_frames, rng) -> (T,)` or `(V, T)` indices; `transform(sample_dict, rng)` on float `(C, T, H, W)`.
+    `cache='memory'`: decode every video once into a `DecodedClipCache` under `cache_dir` (default
+    `$ACTIONNB_CACHE` or `~/.cache/actionnb`), shared by the loader's workers; sampling and augmentation still run per
+    item and epoch, and give the same batches as without the cache."""
     def __init__(self, annotations: Annotations, root, sampler: Callable, transform: Callable | None = None,
                  modalities: Sequence[str] = ('rgb',), on_error: str = 'raise', seed: int = 0,
-                 allow_outside_root: bool = False, depth_scale: float = 1.0, max_skip: int = 20):
+                 allow_outside_root: bool = False, depth_scale: float = 1.0, max_skip: int = 20,
+                 cache: str | None = None, cache_dir=None):
         if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         bad = set(modalities) - {'rgb', 'depth'}
         if bad or 'rgb' not in modalities: raise ValueError(f"modalities must include 'rgb' and may add 'depth', got {tuple(modalities)}")
@@ -414,6 +418,12 @@ class VideoDataset(Dataset):
         if on_error == 'skip':
             fd, self._log = tempfile.mkstemp(prefix='actionnb_bad_samples_', suffix='.tsv'); os.close(fd)
         self._known, self._log_size = {}, 0
+        if cache not in (None, 'none', 'memory'): raise ValueError(f"cache must be None, 'none' or 'memory', got {cache!r}")
+        self._cache = None
+        if cache == 'memory':
+            files = [[self.path_of(i)] + ([self._depth[i].decode()] if 'depth' in self.modalities else []) for i in range(len(self))]
+            cache_dir = cache_dir or os.environ.get('ACTIONNB_CACHE') or Path.home() / '.cache' / 'actionnb'
+            self._cache = DecodedClipCache(files, self.modalities, cache_dir, on_error)
 
     def __len__(self): return len(self._paths)
 
@@ -504,16 +514,22 @@ class VideoDataset(Dataset):
     def load(self, i: int, rng: np.random.Generator) -> dict:
         "Load sample `i` with generator `rng` (no error handling)."
         path = self.path_of(i)
-        info = probe(path)
-        n = info.num_frames
-        if n <= 0: raise VideoDecodeError(path, 'the video has no frames')
-        if info.codec in STILL_IMAGE_CODECS and n <= 1:
-            raise VideoDecodeError(path, f'it is a still image ({info.codec}), not a video')
+        if self._cache is not None: n = self._cache.num_frames(i)     # decoded once: no probe, no decode
+        else:
+            info = probe(path)
+            n = info.num_frames
+            if n <= 0: raise VideoDecodeError(path, 'the video has no frames')
+            if info.codec in STILL_IMAGE_CODECS and n <= 1:
+                raise VideoDecodeError(path, f'it is a still image ({info.codec}), not a video')
         idx = self.frame_indices(n, i, rng)
         views = idx.shape[0] if idx.ndim == 2 else None
         flat = idx.reshape(-1)
-        s = {'video': read_clip(path, flat), 'label': self.label_of(i)}
-        if 'depth' in self.modalities: s['depth'] = read_clip(self._depth[i].decode(), flat, channels=1)
+        if self._cache is not None:
+            s = {'video': self._cache.read(i, 'rgb', flat), 'label': self.label_of(i)}
+            if 'depth' in self.modalities: s['depth'] = self._cache.read(i, 'depth', flat)
+        else:
+            s = {'video': read_clip(path, flat), 'label': self.label_of(i)}
+            if 'depth' in self.modalities: s['depth'] = read_clip(self._depth[i].decode(), flat, channels=1)
         s = self.to_float(s)                                         # (C, V·T, H, W)
         if views:                                                    # (C, V·T, H, W) -> (V, C, T, H, W)
             for k in ('video', 'depth'):
@@ -580,6 +596,103 @@ def _square_clip(t: int = 8, size: int = 32, left_to_right: bool = True, seed: i
         c = round(i * (size - q) / max(t - 1, 1)); c = c if left_to_right else size - q - c
         x[i, q:2 * q, c:c + q] = (230, 140, 20)
     return x
+
+# %% ../nbs/04_datasets.ipynb #d3c40c7a
+CACHE_VERSION = 1
+
+def _file_key(path: str) -> list:
+    st = os.stat(path)
+    return [path, st.st_size, st.st_mtime_ns]
+
+class DecodedClipCache:
+    """Every frame of every video of a dataset, decoded once into one memory-mapped file that DataLoader workers share
+    through the page cache (no copies: pickling sends the folder name, each process maps `frames.bin` itself).
+
+    `paths[i]` is a list of one file per modality (`rgb` → uint8 `(n, H, W, 3)`, `depth` → `(n, H, W, 1)` stored as
+    uint16, returned as int32 as `read_clip` does). The folder `cache_dir/decoded-<manifest hash>/` holds `frames.bin`
+    (every frame, flat uint8) and `index.json` (offsets, shapes, bad files) and is found again by the same manifest (paths, sizes and mtimes
+    of the files, the modalities, `CACHE_VERSION`); any change gives another hash, so a changed dataset is rebuilt.
+    Building writes into a temporary folder renamed into place at the end: an interrupted build leaves nothing."""
+    def __init__(self, paths: Sequence[Sequence[str]], modalities: Sequence[str], cache_dir, on_error: str = 'raise',
+                 progress: bool = False):
+        self.modalities = tuple(modalities)
+        manifest = {'version': CACHE_VERSION, 'modalities': list(self.modalities),
+                    'files': [[_file_key(p) for p in ps] for ps in paths]}
+        digest = __import__('hashlib').sha1(json.dumps(manifest).encode()).hexdigest()[:16]
+        self.dir = Path(cache_dir) / f'decoded-{digest}'
+        if not (self.dir / 'index.json').exists(): self._build(paths, manifest, on_error, progress)
+        self._index = json.loads((self.dir / 'index.json').read_text())
+        self._data = None
+
+    def _build(self, paths, manifest, on_error, progress):
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix='.building-', dir=self.dir.parent))
+        try:
+            entries, bad, offset, t0 = [], {}, 0, time.perf_counter()
+            with open(tmp / 'frames.bin', 'wb') as f:                    # appended video by video: no copy in RAM
+                for i, ps in enumerate(paths):
+                    row, blobs = [], []
+                    try:
+                        for m, p in zip(self.modalities, ps):
+                            n = probe(p).num_frames
+                            if n <= 0: raise VideoDecodeError(p, 'the video has no frames')
+                            x = read_clip(p, np.arange(n), channels=3 if m == 'rgb' else 1).numpy()
+                            if m == 'depth': x = x.astype(np.uint16)       # 0..65535 exactly
+                            row.append([offset + sum(b.nbytes for b in blobs), list(x.shape), x.dtype.str]); blobs.append(x)
+                    except VideoDecodeError as e:
+                        if on_error == 'raise': raise
+                        bad[str(i)] = e.reason; row, blobs = None, []
+                    for b in blobs: f.write(b.tobytes()); offset += b.nbytes
+                    entries.append(row)
+                    if progress and (i + 1) % 200 == 0:
+                        print(f'cache: {i + 1}/{len(paths)} videos, {time.perf_counter() - t0:.0f} s', flush=True)
+                f.flush(); os.fsync(f.fileno())
+            (tmp / 'index.json').write_text(json.dumps({'entries': entries, 'bad': bad, 'bytes': offset, 'manifest': manifest}))
+            try: os.replace(tmp, self.dir)                               # atomic: the folder appears complete
+            except OSError:                                              # another process built it meanwhile
+                if not (self.dir / 'index.json').exists(): raise
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True); raise
+
+    @property
+    def nbytes(self) -> int: return int(self._index['bytes'])
+
+    def __getstate__(self):
+        st = dict(self.__dict__); st['_data'] = None                   # workers map the file themselves
+        return st
+
+    def _frames(self, i: int, m: int) -> np.ndarray:
+        if self._data is None:
+            self._data = np.memmap(self.dir / 'frames.bin', dtype=np.uint8, mode='r') if self.nbytes else np.zeros(0, np.uint8)
+        entry = self._check(i)
+        off, shape, dt = entry[m]
+        n = int(np.prod(shape)) * np.dtype(dt).itemsize
+        return self._data[off:off + n].view(dt).reshape(shape)
+
+    def _check(self, i: int) -> list:
+        entry = self._index['entries'][i]
+        if entry is None:
+            path = self._index['manifest']['files'][i][0][0]
+            raise VideoDecodeError(path, f"not decodable when the cache was built ({self._index['bad'][str(i)]})")
+        return entry
+
+    def num_frames(self, i: int) -> int:
+        "The number of frames of sample `i` (its first modality's)."
+        return int(self._check(i)[0][1][0])
+
+    def read(self, i: int, modality: str, indices) -> torch.Tensor:
+        "Frames `indices` of sample `i`, exactly what `read_clip` returns (`(T, H, W, C)`, uint8 RGB or int32 depth)."
+        x = self._frames(i, self.modalities.index(modality))[np.asarray(indices, dtype=np.int64)]   # a copy: writable
+        return torch.from_numpy(x.astype(np.int32) if x.dtype == np.uint16 else x)
+
+def estimate_decoded_bytes(paths: Sequence[str], sample: int = 8) -> int:
+    "Decoded size of the RGB videos `paths` (uint8 frames), extrapolated from the probes of `sample` of them."
+    if not paths: return 0
+    step = max(1, len(paths) // sample)
+    probed = [probe(p) for p in paths[::step][:sample]]
+    per = np.mean([i.num_frames * i.height * i.width * 3 for i in probed])
+    return int(per * len(paths))
 
 # %% ../nbs/04_datasets.ipynb #021d41b9
 def _rss_pss(proc) -> tuple[float, float]:
