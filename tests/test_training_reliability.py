@@ -1,5 +1,6 @@
-"""Reliability of the training loop: non-finite weights are never saved and the error points to a checkpoint that is
-good, resume compares (or reports) every `TrainConfig` field, and a plain state dict is not a checkpoint."""
+"""Reliability of the training loop and the experiment runner: non-finite weights are never saved and the error points
+to a checkpoint that is good, resume compares (or reports) every `TrainConfig` field, a plain state dict is not a
+checkpoint, a typo in `data_root` does not generate a dataset, and `check_params` checks types and ranges."""
 import math
 from dataclasses import fields
 
@@ -127,3 +128,70 @@ def test_plain_state_dict_as_last_pt_is_a_clear_error(tmp_path):
     msg = str(e.value)
     assert str(tmp_path / 'last.pt') in msg and 'not a checkpoint written by Learner' in msg, msg
     assert "'meta'" in msg and "'optimizer'" in msg and 'load_pretrained' in msg and 'pretrained=' in msg, msg
+
+
+# ---- 8. a typo in data_root does not generate a dataset there -----------------------------------------------------
+@pytest.fixture
+def no_generate(monkeypatch):
+    import actionnb.synth
+    calls = []
+    monkeypatch.setattr(actionnb.synth, 'generate', lambda root, **kw: calls.append(root))
+    return calls
+
+
+def test_typo_data_root_is_not_generated(tmp_path, no_generate):
+    from actionnb.experiment import build_annotations, check_params
+    typo = tmp_path / 'data' / 'synth-sht-mini'
+    with pytest.raises(FileNotFoundError) as e:
+        build_annotations(check_params({'data_root': str(typo)}))
+    msg = str(e.value)
+    assert no_generate == [] and not typo.exists()
+    assert f'{typo} does not exist' in msg and 'generate_data=True' in msg, msg
+    assert f'python -m actionnb.synth --preset mini --out {typo}' in msg and 'make data' in msg, msg
+    # a folder that exists but holds no generated dataset is not generated into either
+    typo.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match='dataset_info.json'):
+        build_annotations(check_params({'data_root': str(typo)}))
+    assert no_generate == []
+
+
+def test_generation_happens_at_the_default_path_or_when_asked(tmp_path, monkeypatch, no_generate):
+    import actionnb.experiment as ex
+    monkeypatch.setattr(ex, 'project_root', lambda start=None: tmp_path)
+    other = tmp_path / 'elsewhere'
+    for p in ({}, {'data_root': str(other), 'generate_data': True}):
+        with pytest.raises(Exception): ex.build_annotations(ex.check_params(p))   # the stub generates nothing to read
+    assert no_generate == [tmp_path / 'data' / 'synth-sth-mini', other]
+    with pytest.raises(FileNotFoundError):
+        ex.build_annotations(ex.check_params({'generate_data': False}))
+    assert len(no_generate) == 2
+
+
+# ---- 11. check_params checks types and ranges ---------------------------------------------------------------------
+@pytest.mark.parametrize('key,value,words', [
+    ('lr', 'fast', 'lr must be a number'), ('lr', 0.0, 'lr must be > 0'), ('lr', float('inf'), 'lr must be finite'),
+    ('workers', -3, 'workers must be >= 0'), ('workers', 1.5, 'workers must be an integer'),
+    ('name', float('nan'), 'name must be a string'), ('epochs', 0, 'epochs must be a positive integer'),
+    ('epochs', True, 'epochs must be a positive integer'), ('weight_decay', -0.1, 'weight_decay must be >= 0'),
+    ('label_smoothing', 1.0, 'label_smoothing must be in [0, 1)'), ('mixup_alpha', -1, 'mixup_alpha must be >= 0'),
+    ('cutmix_alpha', float('nan'), 'cutmix_alpha must be finite'), ('max_train', 0, 'max_train must be None or >= 1'),
+    ('max_valid', 'all', 'max_valid must be None or an integer'), ('seed', -1, 'seed must be >= 0'),
+    ('threads', 0, 'threads must be None or >= 1'), ('device', 3, 'device must be None or a string'),
+    ('resume', 'yes', 'resume must be one of'), ('generate_data', 'maybe', 'generate_data must be one of'),
+    ('optimizer', 'adam', 'optimizer must be one of'), ('precision', 'fp8', 'precision must be one of'),
+    ('grad_clip', -1.0, 'grad_clip must be None or >= 0'), ('warmup_epochs', -1, 'warmup_epochs must be >= 0'),
+    ('pretrained', 1, 'pretrained must be None or a string'), ('dense_stride', 0, 'dense_stride must be a positive integer'),
+])
+def test_check_params_rejects_bad_types_and_ranges(key, value, words):
+    from actionnb.experiment import ParameterError, check_params
+    with pytest.raises(ParameterError, match=r'^' + words.replace('[', r'\[').replace('(', r'\(').replace(')', r'\)')):
+        check_params({key: value})
+
+
+def test_check_params_coerces_what_papermill_turns_into_numbers():
+    from actionnb.experiment import check_params
+    p = check_params({'name': 1, 'out_dir': 2024, 'lr': 1, 'warmup_epochs': 0, 'grad_clip': None, 'max_train': 8,
+                      'resume': 'weights'})
+    assert p['name'] == '1' and p['out_dir'] == '2024' and p['max_train'] == 8 and p['grad_clip'] is None
+    assert p['lr'] == 1.0 and isinstance(p['lr'], float) and isinstance(p['warmup_epochs'], float)
+    assert check_params({})['generate_data'] == 'auto'
