@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -24,15 +25,16 @@ from .sampling import DenseSampler, MultiViewSampler, TSNSampler, UniformSampler
 from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, Normalize, ResizeShortSide, ThreeCrop
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'SUMMARY_KEYS', 'ParameterError', 'check_params', 'project_root', 'resolve_path', 'build_annotations',
-           'build_samplers', 'build_transforms', 'subset', 'build_model', 'run_experiment', 'summarize']
+__all__ = ['DEFAULTS', 'PARAM_CHOICES', 'PARAM_RULES', 'PATH_KEYS', 'SUMMARY_KEYS', 'ParameterError', 'check_params',
+           'project_root', 'resolve_path', 'should_generate', 'build_annotations', 'build_samplers', 'build_transforms',
+           'subset', 'build_model', 'run_experiment', 'summarize']
 
 # %% ../nbs/33_experiment.ipynb #2e2d5e4e
 DEFAULTS = dict(
     # run
-    name='demo', out_dir='runs', seed=0, device=None, resume=False, threads=None,
+    name='demo', out_dir='runs', seed=0, device=None, resume=False, resume_from=None, threads=None,
     # data
-    dataset='synth', data_root='data/synth-sth-mini', generate_data=True, on_error='raise', workers=1,
+    dataset='synth', data_root='data/synth-sth-mini', generate_data='auto', on_error='raise', workers=1,
     modalities=None, depth_template='depth/{id}.mkv',
     max_train=None, max_valid=None,
     # clip
@@ -49,8 +51,64 @@ DEFAULTS = dict(
 class ParameterError(ValueError):
     "An unknown or invalid experiment parameter."
 
+PARAM_CHOICES = {'dataset': ('synth', 'ssv2', 'csv'), 'sampling': ('tsn', 'dense', 'uniform'),
+                 'augment': ('none', 'flip', 'crop', 'crop+flip'), 'test_crops': (1, 3), 'on_error': ('raise', 'skip'),
+                 'optimizer': ('sgd', 'adamw'), 'schedule': ('cosine', 'step', 'constant'),
+                 'precision': ('fp32', 'bf16', 'fp16', 'auto'), 'resume': (False, True, 'weights'),
+                 'generate_data': ('auto', True, False)}
+_ge0, _ge1, _gt0 = (lambda v: v >= 0, '>= 0'), (lambda v: v >= 1, '>= 1'), (lambda v: v > 0, '> 0')
+PARAM_RULES = {   # key: (type, None allowed, (test, the rule in words)); float parameters take ints too
+    'seed': (int, False, _ge0), 'threads': (int, True, _ge1), 'workers': (int, False, _ge0),
+    'max_train': (int, True, _ge1), 'max_valid': (int, True, _ge1),
+    **{k: (int, False, _ge1) for k in ('frames', 'size', 'dense_stride', 'test_clips', 'epochs', 'batch_size')},
+    'lr': (float, False, _gt0), 'weight_decay': (float, False, _ge0), 'warmup_epochs': (float, False, _ge0),
+    'label_smoothing': (float, False, (lambda v: 0 <= v < 1, 'in [0, 1)')), 'grad_clip': (float, True, _ge0),
+    'mixup_alpha': (float, False, _ge0), 'cutmix_alpha': (float, False, _ge0),
+    'device': (str, True, None), 'pretrained': (str, True, None), 'resume_from': (str, True, None),
+    'model': (str, False, None), 'preset': (str, False, None),
+}
+PATH_KEYS = ('name', 'out_dir', 'data_root', 'depth_template')   # strings; a number from papermill's -p becomes one
+
+def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+def _is_num(v) -> bool: return (_is_int(v) or isinstance(v, (float, np.floating))) and not isinstance(v, (bool, np.bool_))
+
+def _check_value(k, v, default):
+    "`v` checked (and coerced) for parameter `k`, or `ParameterError` naming `k`, the rule and what it got."
+    got = f', got {v!r} ({type(v).__name__})'
+    if k in PARAM_CHOICES:
+        choices = PARAM_CHOICES[k]                   # exact type too: resume=1 is not True, test_crops=True is not 1
+        if not any(v == c and type(v) is type(c) for c in choices): raise ParameterError(f'{k} must be one of {choices}{got}')
+        return v
+    if k in PATH_KEYS:
+        if _is_num(v) and math.isfinite(v): return str(v)
+        if not isinstance(v, str): raise ParameterError(f'{k} must be a string{got}')
+        if not v: raise ParameterError(f'{k} must not be empty')
+        return v
+    kind, none_ok, rule = PARAM_RULES.get(k, (type(default) if default is not None else None, default is None, None))
+    if kind is None or (v is None and none_ok): return v
+    either = 'None or ' if none_ok else ''
+    if kind is int and rule is _ge1 and not none_ok:
+        if not _is_int(v) or v < 1: raise ParameterError(f'{k} must be a positive integer{got}')
+        return int(v)
+    if kind is int:
+        if not _is_int(v): raise ParameterError(f'{k} must be {either}an integer{got}')
+        v = int(v)
+    elif kind is float:
+        if not _is_num(v): raise ParameterError(f'{k} must be {either}a number{got}')
+        if not math.isfinite(v): raise ParameterError(f'{k} must be finite{got}')
+        v = float(v)
+    elif kind is bool:
+        if not isinstance(v, (bool, np.bool_)): raise ParameterError(f'{k} must be {either}True or False{got}')
+        return bool(v)
+    elif kind is str:
+        if not isinstance(v, str): raise ParameterError(f'{k} must be {either}a string{got}')
+    elif not isinstance(v, kind): raise ParameterError(f'{k} must be {either}a {kind.__name__}{got}')
+    if rule is not None and not rule[0](v): raise ParameterError(f'{k} must be {either}{rule[1]}{got}')
+    return v
+
 def check_params(params: dict, defaults: dict = DEFAULTS) -> dict:
-    "Merge `params` over `defaults`; an unknown key raises `ParameterError` naming it and its close matches."
+    """Merge `params` over `defaults`; an unknown key raises `ParameterError` naming it and its close matches, and so
+    does a value of the wrong type or out of range (`PARAM_CHOICES`, `PARAM_RULES`, else the type of the default)."""
     unknown = [k for k in params if k not in defaults]
     if unknown:
         msgs = []
@@ -59,18 +117,17 @@ def check_params(params: dict, defaults: dict = DEFAULTS) -> dict:
             msgs.append(f'{k!r}' + (f' (did you mean {" or ".join(map(repr, close))}?)' if close else ''))
         raise ParameterError(f'unknown experiment parameter(s): {", ".join(msgs)}. Known parameters: {", ".join(defaults)}')
     p = {**defaults, **params}
-    for k, choices in [('dataset', ('synth', 'ssv2', 'csv')), ('sampling', ('tsn', 'dense', 'uniform')),
-                       ('augment', ('none', 'flip', 'crop', 'crop+flip')), ('test_crops', (1, 3)), ('on_error', ('raise', 'skip'))]:
-        if p[k] not in choices: raise ParameterError(f'{k} must be one of {choices}, got {p[k]!r}')
-    if isinstance(p['modalities'], str): p['modalities'] = tuple(m for m in p['modalities'].replace('+', ',').split(',') if m)
-    if p['modalities'] is not None:
-        p['modalities'] = tuple(p['modalities'])
-        bad = [m for m in p['modalities'] if m not in ('rgb', 'depth')]
-        if bad or not p['modalities']: raise ParameterError(f"modalities must be None (the model's) or a subset of ('rgb', 'depth'), got {p['modalities']!r}")
-    if not isinstance(p['model_kwargs'], dict):
+    if 'modalities' in p:
+        if isinstance(p['modalities'], str): p['modalities'] = tuple(m for m in p['modalities'].replace('+', ',').split(',') if m)
+        if p['modalities'] is not None:
+            if not isinstance(p['modalities'], (list, tuple)): raise ParameterError(f"modalities must be None or a string like 'rgb,depth', got {p['modalities']!r}")
+            p['modalities'] = tuple(p['modalities'])
+            bad = [m for m in p['modalities'] if m not in ('rgb', 'depth')]
+            if bad or not p['modalities']: raise ParameterError(f"modalities must be None (the model's) or a subset of ('rgb', 'depth'), got {p['modalities']!r}")
+    if 'model_kwargs' in p and not isinstance(p['model_kwargs'], dict):
         raise ParameterError(f"model_kwargs must be a dict (with papermill: -y 'model_kwargs: {{base_width: 16}}'), got {p['model_kwargs']!r}")
-    for k in ('frames', 'size', 'epochs', 'batch_size', 'test_clips'):
-        if not isinstance(p[k], int) or p[k] < 1: raise ParameterError(f'{k} must be a positive integer, got {p[k]!r}')
+    for k in p:
+        if k not in ('modalities', 'model_kwargs'): p[k] = _check_value(k, p[k], defaults[k])
     return p
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -84,16 +141,31 @@ def resolve_path(p: str | Path) -> Path:
     return p if p.is_absolute() else project_root() / p
 
 # %% ../nbs/33_experiment.ipynb #6dbb89d3
+def should_generate(p: dict) -> bool:
+    """Whether `build_annotations` may generate Synthetic Something at `data_root` when it holds none:
+    `generate_data=True` anywhere, `False` never, 'auto' (the default) only at the default `DEFAULTS['data_root']`,
+    so that a typo in the path is an error rather than a new dataset."""
+    g = p['generate_data']
+    if g == 'auto': return resolve_path(p['data_root']).resolve() == resolve_path(DEFAULTS['data_root']).resolve()
+    return g is True
+
 def build_annotations(p: dict) -> tuple[Annotations, Annotations, dict]:
     "Train and validation `Annotations` (with depth paths when `p['modalities']` has depth) and the dataset's info."
     root = resolve_path(p['data_root'])
-    if p['dataset'] == 'synth' and p['generate_data'] and not (root / 'dataset_info.json').exists():
-        from actionnb.synth import generate
-        print(f'generating Synthetic Something into {root} ...', flush=True)
-        generate(root, preset='mini', seed=0, workers=max(1, p['workers']))
+    if p['dataset'] == 'synth' and not (root / 'dataset_info.json').exists():
+        if should_generate(p):
+            from actionnb.synth import generate
+            print(f'generating Synthetic Something into {root} ...', flush=True)
+            generate(root, preset='mini', seed=0, workers=max(1, p['workers']))
+        else:
+            what = 'does not exist' if not root.exists() else 'holds no dataset_info.json, so no generated dataset'
+            raise FileNotFoundError(
+                f"dataset root {root} {what} (data_root={p['data_root']!r}); check the path for a typo. Synthetic "
+                f"Something is generated by itself only at the default data_root ({DEFAULTS['data_root']!r}, also by "
+                f"`make data`); to generate it here run `python -m actionnb.synth --preset mini --out {root}`, or pass "
+                f"generate_data=True")
     if not root.exists():
-        raise FileNotFoundError(f"dataset root {root} does not exist (data_root={p['data_root']!r}); "
-                                f"for the embedded dataset run `make data` or pass generate_data=True")
+        raise FileNotFoundError(f"dataset root {root} does not exist (data_root={p['data_root']!r})")
     if p['dataset'] in ('synth', 'ssv2'):
         tpl = 'videos/{id}.mp4' if p['dataset'] == 'synth' else '{id}.webm'
         dtpl = p['depth_template'] if 'depth' in (p['modalities'] or ()) else None
@@ -214,7 +286,8 @@ def _run(p: dict) -> dict:
                       label_smoothing=p['label_smoothing'], grad_clip=p['grad_clip'], precision=p['precision'],
                       mixup_alpha=p['mixup_alpha'], cutmix_alpha=p['cutmix_alpha'], num_workers=p['workers'], seed=p['seed'],
                       device=p['device'],
-                      out_dir=str(run_dir), resume=p['resume'], progress=p['progress'])
+                      out_dir=str(run_dir), resume=p['resume'], progress=p['progress'],
+                      resume_from=str(resolve_path(p['resume_from'])) if p['resume_from'] else None)
     run_config = {**{k: p[k] for k in ('model', 'preset', 'model_kwargs', 'dataset', 'frames', 'size', 'sampling', 'seed')},
                   'modalities': list(spec.modalities)}
     learner = Learner(model, train_ds, single_view, cfg, run_config=run_config, final_valid_ds=valid_ds)

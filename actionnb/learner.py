@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -27,10 +28,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .core import get_device, seed_everything
 
 # %% auto #0
-__all__ = ['LOSSES', 'NO_DECAY_KEYS', 'RESUME_KEYS', 'AVERAGE_MODES', 'TIMING_KEYS', 'soft_target_cross_entropy', 'make_loss',
-           'param_groups', 'WarmupSchedule', 'resolve_precision', 'to_channels_last', 'enable_activation_checkpointing',
-           'rng_state', 'set_rng_state', 'atomic_save', 'load_checkpoint', 'CheckpointMismatchError',
-           'NonFiniteLossError', 'check_compatible', 'init_distributed', 'ResumableSampler', 'average_views',
+__all__ = ['LOSSES', 'NO_DECAY_KEYS', 'RESUME_KEYS', 'RESUME_FREE_KEYS', 'OPTIMISER_KEYS', 'CHECKPOINT_KEYS', 'AVERAGE_MODES',
+           'TIMING_KEYS', 'soft_target_cross_entropy', 'make_loss', 'param_groups', 'WarmupSchedule',
+           'resolve_precision', 'to_channels_last', 'enable_activation_checkpointing', 'rng_state', 'set_rng_state',
+           'atomic_save', 'load_checkpoint', 'CheckpointMismatchError', 'NonFiniteLossError', 'NonFiniteWeightsError',
+           'check_checkpoint', 'check_compatible', 'init_distributed', 'ResumableSampler', 'average_views',
            'batch_inputs', 'predict_loader', 'collect_predictions', 'scores_metrics', 'TrainConfig', 'Learner']
 
 # %% ../nbs/30_learner.ipynb #c5f0f0a0
@@ -200,23 +202,50 @@ def load_checkpoint(path: str | Path) -> dict:
 
 # %% ../nbs/30_learner.ipynb #a43d2d11
 class CheckpointMismatchError(ValueError):
-    "Raised when resuming from a checkpoint written by a different model or configuration."
+    "Raised when resuming from a checkpoint written by a different model or configuration, or by something else than `Learner`."
 
 class NonFiniteLossError(FloatingPointError):
-    "Raised when the loss becomes NaN or infinite; the last good checkpoint is kept."
+    "Raised when the loss becomes NaN or infinite; the message names the last checkpoint known to be good."
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    "Raised instead of saving a checkpoint whose weights, buffers or optimiser state are NaN or infinite; nothing is written."
 
 RESUME_KEYS = ('epochs', 'batch_size', 'accum_steps', 'lr', 'optimizer', 'momentum', 'weight_decay', 'schedule',
                'warmup_epochs', 'milestones', 'gamma', 'loss', 'label_smoothing', 'mixup_alpha', 'cutmix_alpha', 'seed',
-               'new_modules', 'new_lr_mult', 'min_lr_ratio', 'betas')
+               'new_modules', 'new_lr_mult', 'min_lr_ratio', 'betas', 'precision', 'grad_clip')
+# the fields that may differ on resume: how fast or where the run goes, not what it computes (each difference is printed)
+RESUME_FREE_KEYS = ('activation_checkpointing', 'compile', 'channels_last', 'deterministic', 'num_workers', 'device',
+                    'out_dir', 'ckpt_every', 'resume', 'resume_from', 'progress', 'tensorboard')
+# what `resume='weights'` may change on purpose: the optimiser, its schedule and the step's numerics (fresh state)
+OPTIMISER_KEYS = ('lr', 'optimizer', 'momentum', 'betas', 'weight_decay', 'new_modules', 'new_lr_mult', 'schedule',
+                  'warmup_epochs', 'min_lr_ratio', 'milestones', 'gamma', 'grad_clip', 'precision')
+CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'scaler', 'epoch', 'batch_in_epoch', 'step', 'running', 'rng',
+                   'history', 'meta')
 
 def _plain(v):
     if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
     if isinstance(v, dict): return {str(k): _plain(x) for k, x in v.items()}
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
 
-def check_compatible(saved: dict, current: dict, path: str | Path = 'checkpoint') -> None:
-    "Raise `CheckpointMismatchError` listing every difference between two run descriptions (model, shapes, config)."
-    diffs = []
+def check_checkpoint(ck: Any, path: str | Path = 'checkpoint') -> dict:
+    "`ck` if it is a checkpoint `Learner` wrote (a dict with every one of `CHECKPOINT_KEYS`), else `CheckpointMismatchError`."
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+    if not missing: return ck
+    if not isinstance(ck, dict): holds = f'a {type(ck).__name__}'
+    else:
+        keys = sorted(map(str, ck))
+        plain = bool(ck) and all(torch.is_tensor(v) for v in ck.values())
+        holds = (f"{'a plain state dict: ' if plain else ''}{len(keys)} keys, e.g. {keys[:4]}; it lacks {missing}")
+    raise CheckpointMismatchError(
+        f'{path} is not a checkpoint written by Learner (a dict with the keys {list(CHECKPOINT_KEYS)}); it holds '
+        f'{holds}. To start from the weights of a plain state dict, load them into the model instead '
+        f'(actionnb.weights.load_pretrained(model, path), or pretrained= in the experiment) and train with '
+        f'resume=False, or use another out_dir.')
+
+def check_compatible(saved: dict, current: dict, path: str | Path = 'checkpoint', allow: Iterable[str] = ()) -> list[str]:
+    """Raise `CheckpointMismatchError` listing every difference between two run descriptions (model, shapes, config)
+    that matters; return the differences that may be (the `free` fields, and the config keys in `allow`), as lines."""
+    diffs, notes, allow = [], [], set(allow)
     for k in ('model_class', 'model_name', 'preset'):
         if saved.get(k) != current.get(k): diffs.append(f'{k}: checkpoint has {saved.get(k)!r}, this run has {current.get(k)!r}')
     s, c = saved.get('shapes', {}), current.get('shapes', {})
@@ -225,13 +254,25 @@ def check_compatible(saved: dict, current: dict, path: str | Path = 'checkpoint'
     if missing: diffs.append(f'{len(missing)} model entries not in the checkpoint, e.g. {missing[:3]}')
     if extra: diffs.append(f'{len(extra)} checkpoint entries not in the model, e.g. {extra[:3]}')
     if shape: diffs.append(f'{len(shape)} shapes differ (checkpoint vs model), e.g. {shape[:3]}')
-    for grp in ('config', 'run_config'):
+    changed = []
+    for grp in ('config', 'run_config', 'free'):
         a, b = saved.get(grp, {}), current.get(grp, {})
         for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k): diffs.append(f'{grp}.{k}: checkpoint has {a.get(k)!r}, this run has {b.get(k)!r}')
+            if a.get(k) == b.get(k) or (grp == 'free' and (k in ('resume', 'resume_from') or k not in a)): continue
+            line = f'{k}: checkpoint has {a.get(k)!r}, this run has {b.get(k)!r}'
+            if grp == 'free': notes.append(line + ' (allowed to differ)')
+            elif grp == 'config' and k in allow: notes.append(line + ' (overridden)')
+            elif grp == 'config' and k not in a: notes.append(line + ' (not recorded by this older checkpoint)')
+            else: diffs.append(f'{grp}.{line}'); changed.append(k)
     if diffs:
+        opt = [k for k in changed if k in OPTIMISER_KEYS]
+        hint = (f"\nTo go on from these weights with new optimiser settings on purpose ({', '.join(opt)}; e.g. a lower lr "
+                f"after a non-finite loss), resume with resume='weights': the checkpoint's weights, step, history and "
+                f"data order, a fresh optimiser and schedule from this config." if opt else '')
         raise CheckpointMismatchError(f'cannot resume from {path}: it was written by a different run.\n  - ' + '\n  - '.join(diffs)
-                                      + '\nUse another out_dir for a new run, or resume=False to start over.')
+                                      + '\nUse another out_dir for a new run, or resume=False to start over.' + hint)
+    return notes
+
 
 # %% ../nbs/30_learner.ipynb #79850cb5
 def init_distributed() -> tuple[int, int, int]:
@@ -393,7 +434,8 @@ class TrainConfig:
     device: str | None = None
     out_dir: str | None = None          # where last.pt and metrics.jsonl go (None: no files)
     ckpt_every: int = 0                 # also checkpoint every N optimiser steps (0: at epoch ends only)
-    resume: bool = False
+    resume: bool | str = False          # True: continue from last.pt exactly; 'weights': its weights, a fresh optimiser
+    resume_from: str | None = None      # resume from this checkpoint file instead of out_dir/last.pt (e.g. prev.pt)
     progress: Any = 'auto'              # True: tqdm bars; False: one line per epoch; 'auto': bars when interactive
     tensorboard: bool = False
 
@@ -402,6 +444,7 @@ class TrainConfig:
             if getattr(self, k) < 1: raise ValueError(f'{k} must be >= 1, got {getattr(self, k)}')
         if self.optimizer not in ('sgd', 'adamw'): raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.loss not in LOSSES: raise ValueError(f'loss must be one of {sorted(LOSSES)}, got {self.loss!r}')
+        if self.resume not in (False, True, 'weights'): raise ValueError(f"resume must be False, True or 'weights', got {self.resume!r}")
         if self.schedule not in ('cosine', 'step', 'constant'): raise ValueError(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
 
 # %% ../nbs/30_learner.ipynb #3b409961
@@ -424,8 +467,16 @@ def _fmt(r: dict) -> str:
 
 TIMING_KEYS = ('epoch_s', 'clips_per_s')
 
-class Learner:
-    "Train `model` on `train_ds` (items: {'video', 'label', 'index'}) with `TrainConfig`; `fit()` returns the epoch records."
+def _link_or_copy(src: Path, dst: Path) -> None:
+    "Make `dst` hold what `src` holds, atomically: a hard link where the filesystem allows (no I/O), else a copy."
+    tmp = dst.with_name(f'.{dst.name}.{os.getpid()}.tmp')
+    tmp.unlink(missing_ok=True)
+    try: os.link(src, tmp)
+    except OSError: shutil.copyfile(src, tmp)
+    os.replace(tmp, dst); _fsync_dir(dst.parent)
+
+def _same_file(a, b) -> bool: return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
 class Learner:
     """Train `model` on `train_ds` (items: {'video', 'label', 'index'}, plus 'depth' for depth-taking models) with
     `TrainConfig`; `fit()` returns the epoch records.
@@ -445,7 +496,11 @@ class Learner:
         self.predictions: dict | None = None
         self.out_dir = Path(self.cfg.out_dir) if self.cfg.out_dir else None
         self.ckpt_path = self.out_dir / 'last.pt' if self.out_dir else None
+        self.prev_path = self.out_dir / 'prev.pt' if self.out_dir else None       # the checkpoint last.pt replaced
         self._loaders: dict = {}
+        self._last_ckpt_step = None     # the step of the last.pt this run wrote or resumed from (None: not this run's)
+        self._pending_ckpt = None       # (path, step): a checkpoint of the current weights, not yet shown good
+        self._good_ckpt = None          # (path, step): the last checkpoint whose weights gave a finite loss
 
     # ---- setup -------------------------------------------------------------------------------------------------
     def _setup(self):
@@ -508,16 +563,49 @@ class Learner:
         return self._loaders[key]
 
     def describe(self) -> dict:
-        "What a checkpoint must agree with to be resumed: model identity, state-dict shapes, config, run_config."
+        """What a checkpoint must agree with to be resumed: model identity, state-dict shapes, config (`RESUME_KEYS`),
+        run_config; and the `RESUME_FREE_KEYS`, which may differ (`check_compatible` reports them)."""
         return {'model_class': type(self.model).__qualname__, 'model_name': getattr(self.model, 'model_name', None),
                 'preset': getattr(self.model, 'preset', None),
                 'shapes': {k: list(v.shape) for k, v in self.model.state_dict().items()},
-                'config': {k: _plain(getattr(self.cfg, k)) for k in RESUME_KEYS}, 'run_config': self.run_config}
+                'config': {k: _plain(getattr(self.cfg, k)) for k in RESUME_KEYS}, 'run_config': self.run_config,
+                'free': {k: _plain(getattr(self.cfg, k)) for k in RESUME_FREE_KEYS}}
 
     # ---- checkpoints -------------------------------------------------------------------------------------------
+    def _non_finite_state(self) -> list[str]:
+        "Names of the model's and the optimiser's floating tensors that hold a NaN or an infinity, agreed by every rank."
+        named = [(f'model.{k}', v) for k, v in self.model.state_dict().items()]
+        named += [(f'optimizer.state[{i}].{k}', v) for i, st in self.opt.state_dict()['state'].items() for k, v in st.items()]
+        named = [(k, v) for k, v in named if torch.is_tensor(v) and v.is_floating_point()]
+        if not named: return []
+        ok = torch.stack([torch.isfinite(v).all().to(self.device) for _, v in named]).float()
+        ok = _all_reduce(ok, dist.ReduceOp.MIN if self.world > 1 else None).cpu()       # one sync, at checkpoints only
+        return [k for (k, _), o in zip(named, ok.tolist()) if not o]
+
+    def _where_good(self) -> str:
+        "Which checkpoint is good (its weights gave a finite loss), which may be ruined, and how to go on on purpose."
+        p, g, out = self._pending_ckpt, self._good_ckpt, []
+        if p is not None and p[1] == self.step:         # no step since it was written: these are its weights
+            out.append(f'{p[0]} (step {p[1]}) was written from the weights this came from, so it may be ruined')
+        if g is not None: out.append(f'the last good checkpoint (its weights gave finite losses) is {g[0]} (step {g[1]})')
+        elif out or self._last_ckpt_step is not None: out.append('no checkpoint is known to be good')
+        else: out.append('no checkpoint had been written yet')
+        out = '; '.join(out); out = out[0].upper() + out[1:] + '. Lower the lr, add grad_clip, or check the input data'
+        if g is None: return out + '.'
+        src = '' if _same_file(g[0], self.ckpt_path) else f", resume_from='{g[0]}'"
+        return (out + f"; to go on from that checkpoint with a lower lr (or other optimiser settings) on purpose, resume "
+                f"with resume='weights'{src} and the new lr (its weights, step, history and data order, with a fresh "
+                f"optimiser and schedule).")
+
     def save_checkpoint(self, epoch: int, batch_in_epoch: int, sums: torch.Tensor):
-        "Write `last.pt` atomically (rank 0); `sums` are this rank's running (loss·n, correct, n) of the epoch."
+        """Write `last.pt` atomically (rank 0), keeping the checkpoint it replaces as `prev.pt`; `sums` are this rank's
+        running (loss·n, correct, n) of the epoch. A model or optimiser state with a NaN or an infinity is never
+        written: `NonFiniteWeightsError`, and the files on disk stay as they were."""
         if not self.ckpt_path: return
+        bad = self._non_finite_state()
+        if bad:
+            raise NonFiniteWeightsError(f'the weights after step {self.step} are not finite ({len(bad)} tensors, e.g. '
+                                        f'{bad[:3]}), so they were not saved; the run stops here. {self._where_good()}')
         rng = [rng_state()]
         mix = [self.mix.state_dict() if self.mix else None]
         if self.world > 1:
@@ -525,28 +613,47 @@ class Learner:
             dist.all_gather_object(rng, rng_state()); dist.all_gather_object(mix, self.mix.state_dict() if self.mix else None)
         total = _all_reduce(sums.clone())
         if self.is_main:
+            if self._last_ckpt_step is not None and self.ckpt_path.exists():    # last.pt is this run's: keep it
+                _link_or_copy(self.ckpt_path, self.prev_path)
             atomic_save({'format': 'actionnb.learner/1', 'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
                          'scheduler': self.sched.state_dict(), 'scaler': self.scaler.state_dict(), 'epoch': epoch,
                          'batch_in_epoch': batch_in_epoch, 'step': self.step, 'running': total.tolist(), 'rng': rng,
                          'mix': mix, 'history': self.history, 'meta': self.describe()}, self.ckpt_path)
         if self.world > 1: dist.barrier()
+        g = self._good_ckpt
+        if g is not None and self._last_ckpt_step is not None:       # last.pt moved to prev.pt; prev.pt was replaced
+            if _same_file(g[0], self.ckpt_path): self._good_ckpt = (self.prev_path, g[1])
+            elif _same_file(g[0], self.prev_path): self._good_ckpt = None
+        self._last_ckpt_step, self._pending_ckpt = self.step, (self.ckpt_path, self.step)
 
-    def _resume(self) -> tuple[int, int, torch.Tensor]:
-        "Restore from `last.pt`; returns (epoch, batch_in_epoch, running sums)."
-        ck = load_checkpoint(self.ckpt_path)
-        check_compatible(ck['meta'], self.describe(), self.ckpt_path)
+    def _resume(self, path: Path) -> tuple[int, int, torch.Tensor, list[str]]:
+        """Restore from the checkpoint `path`; returns (epoch, batch_in_epoch, running sums, allowed differences).
+        `resume=True` restores everything; `resume='weights'` keeps this run's fresh optimiser, scaler and schedule
+        (set to the checkpoint's step), so that the `OPTIMISER_KEYS` may differ."""
+        ck = check_checkpoint(load_checkpoint(path), path)
+        weights = self.cfg.resume == 'weights'
+        notes = check_compatible(ck['meta'], self.describe(), path, allow=OPTIMISER_KEYS if weights else ())
         self.model.load_state_dict(ck['model'], strict=True)
-        self.opt.load_state_dict(ck['optimizer']); self.sched.load_state_dict(ck['scheduler'])
-        self.scaler.load_state_dict(ck['scaler'])
+        if weights:                                             # f(s) of this config from the checkpoint's step on
+            self.sched.last_epoch = ck['step']
+            for g, lr in zip(self.opt.param_groups, self.sched.get_lr()): g['lr'] = lr
+            self.sched._last_lr = [g['lr'] for g in self.opt.param_groups]
+        else:
+            self.opt.load_state_dict(ck['optimizer']); self.sched.load_state_dict(ck['scheduler'])
+            self.scaler.load_state_dict(ck['scaler'])
         self.step, self.history = ck['step'], list(ck['history'])
+        self.lr = self.opt.param_groups[0]['lr']
+        self._pending_ckpt = (path, self.step)
+        self._last_ckpt_step = self.step if _same_file(path, self.ckpt_path) else None
         rng, mix = ck['rng'], ck.get('mix') or [None]
         set_rng_state(rng[self.rank] if len(rng) == self.world else rng[0])
         if self.mix: self.mix.load_state_dict(mix[self.rank] if len(mix) == self.world else mix[0])
         sums = (torch.tensor(ck['running'], dtype=self.sum_dtype) if self.is_main else torch.zeros(3, dtype=self.sum_dtype))
         if self.is_main and self.out_dir:                       # metrics.jsonl = the history of the checkpoint
+            self.out_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.out_dir / '.metrics.jsonl.tmp'
             tmp.write_text(''.join(json.dumps(r) + '\n' for r in self.history)); os.replace(tmp, self.out_dir / 'metrics.jsonl')
-        return ck['epoch'], ck['batch_in_epoch'], sums.to(self.device)
+        return ck['epoch'], ck['batch_in_epoch'], sums.to(self.device), notes
 
     # ---- one step ----------------------------------------------------------------------------------------------
     def _autocast(self):
@@ -587,11 +694,10 @@ class Learner:
         "The one host sync of an optimiser step: every rank's micro-batch losses since the last step were finite."
         ok = _all_reduce(finite.float(), dist.ReduceOp.MIN if self.world > 1 else None)
         if not ok.item():
-            where = (f'the last good checkpoint is {self.ckpt_path} (step {self._last_ckpt_step})'
-                     if self._last_ckpt_step is not None else 'no checkpoint had been written yet')
             raise NonFiniteLossError(f'non-finite loss ({loss.item()}) at step {self.step + 1} (epoch {epoch + 1}, '
-                                     f'batch {i + 1}/{n}); the run stops here and {where}. Lower the lr, add '
-                                     f'grad_clip, or check the input data.')
+                                     f'batch {i + 1}/{n}); the run stops here. {self._where_good()}')
+        p = self._pending_ckpt
+        if p is not None and p[1] == self.step: self._good_ckpt, self._pending_ckpt = p, None   # its weights: a finite loss
 
     # ---- the loop ----------------------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, start: int, sums: torch.Tensor) -> torch.Tensor:
@@ -631,7 +737,7 @@ class Learner:
                 self.step += 1
                 if bar is not None: bar.set_postfix(loss=f'{loss.item():.4f}', lr=f'{self.lr:.3g}')
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and i + 1 < n:
-                    self.save_checkpoint(epoch, i + 1, sums); self._last_ckpt_step = self.step
+                    self.save_checkpoint(epoch, i + 1, sums)
                 self._callback('after_step')
             if bar is not None: bar.update(1)
         if bar is not None: bar.close()
@@ -666,16 +772,20 @@ class Learner:
                 'valid_views': int(self.predictions['logits'].shape[1])}
 
     def fit(self) -> list[dict]:
-        "Train for `cfg.epochs` (continuing from `last.pt` if `cfg.resume`); returns one record per epoch."
+        """Train for `cfg.epochs` (continuing from `last.pt`, or `cfg.resume_from`, if `cfg.resume`); returns one record
+        per epoch."""
         cfg = self.cfg
         self._setup()
-        self._last_ckpt_step = None
+        self._last_ckpt_step = self._pending_ckpt = self._good_ckpt = None
         start_epoch, start_batch = 0, 0
         sums = torch.zeros(3, dtype=self.sum_dtype, device=self.device)
-        if cfg.resume and self.ckpt_path and self.ckpt_path.exists():
-            start_epoch, start_batch, sums = self._resume()
-            self._last_ckpt_step = self.step
-            if self.is_main: print(f'resumed from {self.ckpt_path}: epoch {start_epoch + 1}, batch {start_batch}, step {self.step}', flush=True)
+        src = Path(cfg.resume_from) if cfg.resume_from else self.ckpt_path
+        if cfg.resume and src and (cfg.resume_from or src.exists()):      # an explicit resume_from must exist
+            start_epoch, start_batch, sums, notes = self._resume(src)
+            if self.is_main:
+                what = ('resumed the weights from', ', with a fresh optimiser and schedule') if cfg.resume == 'weights' else ('resumed from', '')
+                print(f'{what[0]} {src}: epoch {start_epoch + 1}, batch {start_batch}, step {self.step}{what[1]}', flush=True)
+                for line in notes: print(f'  {line}', flush=True)
         elif self.is_main and self.out_dir:
             if (self.out_dir / 'last.pt').exists() and not cfg.resume:
                 print(f'note: {self.ckpt_path} exists and resume=False; starting over and overwriting it', flush=True)
@@ -693,7 +803,7 @@ class Learner:
             rec.update(epoch_s=dt, clips_per_s=(self.batches_per_epoch - start_batch) * cfg.batch_size / dt)
             self.history.append(rec)
             sums, start_batch = torch.zeros(3, dtype=self.sum_dtype, device=self.device), 0
-            self.save_checkpoint(epoch + 1, 0, sums); self._last_ckpt_step = self.step
+            self.save_checkpoint(epoch + 1, 0, sums)
             if self.is_main:
                 if self.out_dir:
                     with open(self.out_dir / 'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
