@@ -74,9 +74,13 @@ def kill_group(proc):
         except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(5)
 
 
-KERNEL = """(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return k ? k.name + ':' + k.status + ':' + (w.context.path || '') : null; })()"""
+KERNEL = """(() => { const app = window.jupyterapp; if (!app) return null;
+  const w = [...app.shell.widgets('main')].find(w => w.sessionContext && w.context);
+  const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
+  return k ? k.name + ':' + k.status + ':' + w.context.path : null; })()"""
+RUN_ALL = """(() => { const app = window.jupyterapp;
+  const w = [...app.shell.widgets('main')].find(w => w.sessionContext && w.context);
+  app.shell.activateById(w.id); app.commands.execute('notebook:run-all-cells'); return w.id; })()"""
 STATE = """(() => { const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
   const prompts = cells.map(c => (c.querySelector('.jp-InputPrompt') || {}).textContent || '');
   const imgs = [...document.querySelectorAll('.jp-OutputArea-output img')];
@@ -120,10 +124,16 @@ def test_lab_runs_20_stw_and_shows_a_figure(tmp_path):
         dt = DevTools(next(p for p in pages if p['type'] == 'page')['webSocketDebuggerUrl'])
         dt.call('Page.enable')
         dt.call('Page.navigate', url=f'{base}/lab/tree/20_stw.ipynb?token={token}')
-        kernel = wait_for(lambda: (dt.js(KERNEL) or '').startswith('python3:idle') and dt.js(KERNEL), LAB_TIMEOUT,
-                          'the notebook to open with an idle python3 kernel')
+        seen = []
+        def kernel_ready():
+            seen.append(dt.js(KERNEL))
+            return seen[-1] if (seen[-1] or '').startswith('python3:idle') else None
+        try: kernel = wait_for(kernel_ready, LAB_TIMEOUT, 'the notebook to open with an idle python3 kernel')
+        except TimeoutError:
+            (tmp_path / 'failed.png').write_bytes(base64.b64decode(dt.call('Page.captureScreenshot')['data']))
+            raise AssertionError(f'kernel state {seen[-3:]}, screenshot {tmp_path / "failed.png"}')
         assert kernel.endswith('20_stw.ipynb'), kernel
-        dt.js("window.jupyterapp.commands.execute('notebook:run-all-cells'); true")
+        dt.js(RUN_ALL)
         t0 = time.monotonic()
         state = wait_for(lambda: (s := dt.js(STATE))['cells'] and s['done'] == s['cells'] and not s['busy']
                          and 'idle' in dt.js(KERNEL) and s, RUN_TIMEOUT, 'Run All to finish', every=2)
