@@ -2,7 +2,8 @@
 #   make test   export + clean checks, then nbdev_test and pytest
 #   make demo   the main job on the embedded dataset
 #   make lab    JupyterLab on nbs/
-#   make docs   every notebook rendered to HTML under _docs/
+#   make docs   every notebook rendered to HTML under _docs/, with a sidebar
+#   make outputs  execute the teaching notebooks and store their outputs (figures) in nbs/; commit them
 #   make data   the embedded Synthetic Something dataset (mini preset) into data/
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,9 +14,13 @@ STAMP := $(VENV)/.installed
 # Parallel notebook/pytest workers; 2 suits the CI machine.
 JOBS ?= 2
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
+# Matplotlib's Agg backend, for the headless jobs only (tests, papermill runs): it displays nothing, so the targets that
+# show figures to readers (lab, docs, outputs) run their kernels without $$MPLBACKEND, whatever the caller's shell has.
+HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation data
+$(HEADLESS_TARGETS): export MPLBACKEND = Agg
+NO_AGG := env -u MPLBACKEND
 
-.PHONY: test demo demo-control stw-ablation lab docs readme data install check-export check-clean clean
+.PHONY: test demo demo-control stw-ablation lab docs outputs check-outputs readme data install check-export check-clean clean
 
 install: $(STAMP)
 
@@ -27,6 +32,8 @@ $(STAMP): settings.ini setup.py
 	@touch $(STAMP)
 
 NOTEBOOKS = $(sort $(wildcard nbs/*.ipynb))
+# The teaching notebooks, whose outputs are stored (not index, not the papermill experiments).
+TEACHING = $(sort $(wildcard nbs/[0-9]*.ipynb))
 
 # A fingerprint of the notebooks and the library, to detect that export or clean changed anything.
 FINGERPRINT = find actionnb nbs -type f \( -name '*.py' -o -name '*.ipynb' \) -not -path '*/.ipynb_checkpoints/*' -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha1sum
@@ -83,16 +90,34 @@ stw-ablation: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
 
+# Jupyter refuses to run as root without --allow-root (containers run as root). LAB_ARGS: e.g. --no-browser --port=8899.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_DIR ?= nbs
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(NO_AGG) $(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(ALLOW_ROOT) $(LAB_ARGS)
 
-# Quarto is not installable offline, so nbdev_docs cannot run: render with nbconvert instead (notebooks are executed).
+# Stored outputs (tools/book.py has the rules): every teaching notebook executed in a fresh kernel with inline PNG
+# figures, JOBS at a time, one torch thread each; timings and addresses made rerun-stable; the code hash recorded;
+# then nbdev_clean, so that what is committed is the clean form. One notebook: make outputs NBS=nbs/20_stw.ipynb
+NBS ?= $(TEACHING)
+outputs: $(STAMP)
+	$(BIN)/nbdev_export
+	OMP_NUM_THREADS=1 $(NO_AGG) $(BIN)/python tools/book.py outputs $(NBS) --jobs $(JOBS) $(if $(REFRESH),--refresh)
+	$(BIN)/nbdev_clean
+	@$(BIN)/python tools/book.py check $(NBS)
+
+# The check tests/test_book.py makes: stored outputs present, from the current code, under the size limits.
+check-outputs: $(STAMP)
+	$(BIN)/python tools/book.py check
+
+# The book: notebooks with fresh stored outputs are rendered as stored, stale ones are executed first (into _docs/,
+# never into nbs/); a sidebar in the learning-path order of nbs/index.ipynb, .ipynb links made .html links.
+# (Quarto is not installable offline, so nbdev_docs cannot run; nbconvert renders instead.)
 docs: $(STAMP)
 	$(BIN)/nbdev_export
 	@rm -rf _docs && mkdir -p _docs
-	$(BIN)/jupyter nbconvert --to html --execute --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1200 \
-	  --output-dir _docs nbs/index.ipynb nbs/[0-9]*.ipynb
-	@sed -i -E 's/href="([^"]+)\.ipynb/href="\1.html/g' _docs/*.html
+	OMP_NUM_THREADS=1 $(NO_AGG) $(BIN)/python tools/book.py docs --out _docs --jobs $(JOBS)
 	@echo "docs: _docs/index.html"
 
 # README.md is generated from nbs/index.ipynb (nbdev_readme needs Quarto), with notebook links made relative to the
