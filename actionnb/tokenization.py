@@ -114,24 +114,36 @@ class TubeletEmbed(nn.Module):
 
 # %% ../nbs/10_tokenization.ipynb #0a4ba29e
 class VideoToTokens(nn.Module):
-    "CTN video-to-tokens stem (thesis eq. 4.5): 3D conv 7³/2 → BN → 3D max-pool 3³/2 → (t, p, p) tubelet projection."
+    """CTN video-to-tokens stem (thesis eq. 4.5): 3D conv 7³/2 → BN → 3D max-pool 3³/2 → (t, p, p) tubelet projection.
+
+    The conv and the pool have their own temporal strides (`conv_time_stride`, `pool_time_stride`; `time_stride` sets
+    both, the old knob). Table 4.4's variants are keywords: `kernel_size` (7 or 5), `conv_stride` (2, or 4 with
+    `pool=False`), `pool`, `bn`, `stem_channels` (32 or 64). Padding is k//2 for the conv and 1 for the pool, so every
+    axis shrinks exactly by its stride."""
     def __init__(self, in_chans: int = 3, stem_channels: int = 32, embed_dim: int = 768, patch_size: int = 4,
-                 tubelet_size: int = 2, time_stride: int = 2):
+                 tubelet_size: int = 2, time_stride: int | None = None, conv_time_stride: int | None = None,
+                 pool_time_stride: int | None = None, kernel_size: int = 7, conv_stride: int = 2, pool: bool = True,
+                 bn: bool = True):
         super().__init__()
-        ts = time_stride
-        self.conv = nn.Conv3d(in_chans, stem_channels, 7, stride=(ts, 2, 2), padding=3, bias=False)
-        self.bn = nn.BatchNorm3d(stem_channels)
-        self.pool = nn.MaxPool3d(3, stride=(ts, 2, 2), padding=1)
+        if time_stride is not None and (conv_time_stride is not None or pool_time_stride is not None):
+            raise ValueError('VideoToTokens: give time_stride (both) or conv_time_stride / pool_time_stride, not both')
+        cts = conv_time_stride or time_stride or conv_stride          # default: the conv's stride on every axis
+        pts = pool_time_stride or time_stride or 2
+        self.conv = nn.Conv3d(in_chans, stem_channels, kernel_size, stride=(cts, conv_stride, conv_stride),
+                              padding=kernel_size // 2, bias=not bn)   # a bias is redundant before BN
+        self.bn = nn.BatchNorm3d(stem_channels) if bn else nn.Identity()
+        self.pool = nn.MaxPool3d(3, stride=(pts, 2, 2), padding=1) if pool else nn.Identity()
         k = (tubelet_size, patch_size, patch_size)
         self.proj = nn.Conv3d(stem_channels, embed_dim, k, stride=k)
-        self.stride = (ts * ts, 4, 4)                  # total stride of conv + pool
-        self.patch = (ts * ts * tubelet_size, 4 * patch_size, 4 * patch_size)  # input pixels per token, per axis
+        s = conv_stride * (2 if pool else 1)
+        self.stride = (cts * (pts if pool else 1), s, s)               # total stride of conv + pool, per axis
+        self.patch = (self.stride[0] * tubelet_size, s * patch_size, s * patch_size)  # input pixels per token, per axis
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "`(B, C, T, H, W)` → `(B, T/(s·t), N, D)` with N = (H/(4p))·(W/(4p))."
+        "`(B, C, T, H, W)` → `(B, T/(s_t·t), N, D)` with N = (H/(s·p))·(W/(s·p)); s_t = 4, s = 4 by default."
         b, c, t, h, w = check_clip(x, self.conv.in_channels)
         _check_divisible((t, h, w), self.patch, 'clip', 'THW')
-        z = self.pool(self.bn(self.conv(x)))           # (B, 32, T/s, H/4, W/4)   eq. 4.5
+        z = self.pool(self.bn(self.conv(x)))           # (B, 32, T/s_t, H/4, W/4)   eq. 4.5
         return rearrange(self.proj(z), 'b d t h w -> b t (h w) d')
 
     def token_grid(self, size: tuple) -> tuple[int, int, int]:
