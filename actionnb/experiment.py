@@ -8,8 +8,10 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import copy
 import math
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from .core import InputSpec, create_model, get_model_spec, input_spec, seed_everything
-from .datasets import Annotations, VideoDataset, load_dataset_info, parse_csv, parse_ssv2
+from .datasets import Annotations, VideoDataset, estimate_decoded_bytes, load_dataset_info, parse_csv, parse_ssv2
 from .evaluate import confusion_matrix, evaluate_scores, per_class_accuracy, plot_confusion, plot_per_class, plot_tsne
 from .learner import Learner, TrainConfig, atomic_save
 from .profile import clip_overrides, count_flops, count_params
@@ -25,16 +27,17 @@ from .sampling import DenseSampler, MultiViewSampler, TSNSampler, UniformSampler
 from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, Normalize, ResizeShortSide, ThreeCrop
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'PARAM_CHOICES', 'PARAM_RULES', 'PATH_KEYS', 'SUMMARY_KEYS', 'ParameterError', 'check_params',
-           'project_root', 'resolve_path', 'should_generate', 'build_annotations', 'build_samplers', 'build_transforms',
-           'subset', 'build_model', 'run_experiment', 'summarize']
+__all__ = ['DEFAULTS', 'PARAM_CHOICES', 'PARAM_RULES', 'PATH_KEYS', 'CACHE_RAM_FRACTION', 'SUMMARY_KEYS', 'ParameterError',
+           'check_params', 'project_root', 'resolve_path', 'should_generate', 'build_annotations', 'build_samplers',
+           'build_transforms', 'subset', 'build_model', 'resolve_cache', 'default_threads', 'run_experiment', 'bench',
+           'summarize']
 
 # %% ../nbs/33_experiment.ipynb #2e2d5e4e
 DEFAULTS = dict(
     # run
     name='demo', out_dir='runs', seed=0, device=None, resume=False, resume_from=None, threads=None,
     # data
-    dataset='synth', data_root='data/synth-sth-mini', generate_data='auto', on_error='raise', workers=1,
+    dataset='synth', data_root='data/synth-sth-mini', generate_data='auto', on_error='raise', workers=1, cache='auto',
     modalities=None, depth_template='depth/{id}.mkv',
     max_train=None, max_valid=None,
     # clip
@@ -51,7 +54,7 @@ DEFAULTS = dict(
 class ParameterError(ValueError):
     "An unknown or invalid experiment parameter."
 
-PARAM_CHOICES = {'dataset': ('synth', 'ssv2', 'csv'), 'sampling': ('tsn', 'dense', 'uniform'),
+PARAM_CHOICES = {'dataset': ('synth', 'ssv2', 'csv'), 'cache': ('auto', 'memory', 'none'), 'sampling': ('tsn', 'dense', 'uniform'),
                  'augment': ('none', 'flip', 'crop', 'crop+flip'), 'test_crops': (1, 3), 'on_error': ('raise', 'skip'),
                  'optimizer': ('sgd', 'adamw'), 'schedule': ('cosine', 'step', 'constant'),
                  'precision': ('fp32', 'bf16', 'fp16', 'auto'), 'resume': (False, True, 'weights'),
@@ -228,6 +231,23 @@ def build_model(p: dict, num_classes: int) -> torch.nn.Module:
         raise ValueError(f"model {p['model']!r} returned {tuple(out.shape)} for one clip; expected (1, {num_classes})")
     return model
 
+# %% ../nbs/33_experiment.ipynb #539d29b3
+CACHE_RAM_FRACTION = 0.25
+
+def resolve_cache(p: dict, paths, root) -> str | None:
+    "'memory' or None for parameters `p`: `cache='auto'` caches Synthetic Something when it fits in a quarter of RAM."
+    if p['cache'] == 'none': return None
+    if p['cache'] == 'memory': return 'memory'
+    if p['dataset'] != 'synth': return None
+    import psutil
+    need = estimate_decoded_bytes([str(Path(root) / q) for q in paths]) * (2 if 'depth' in (p['modalities'] or ()) else 1)
+    return 'memory' if need <= CACHE_RAM_FRACTION * psutil.virtual_memory().total else None
+
+def default_threads(p: dict) -> int:
+    "torch threads when `threads=None`: every core with the cache (workers only augment), else the cores workers leave."
+    cores = os.cpu_count() or 1
+    return cores if p['cache'] != 'none' and p['dataset'] == 'synth' else max(1, cores - p['workers'])
+
 # %% ../nbs/33_experiment.ipynb #6cc7b4ec
 def _figures(run_dir: Path, history: list[dict], scores, labels, classes, features=None):
     import matplotlib
@@ -254,7 +274,7 @@ def run_experiment(progress='auto', **params) -> dict:
     "Train and evaluate one configuration (see `DEFAULTS`); returns the record also written to `metrics.json`."
     p = {**check_params(params), 'progress': progress}
     threads = torch.get_num_threads()
-    torch.set_num_threads(p['threads'] or max(1, (os.cpu_count() or 1) - p['workers']))
+    torch.set_num_threads(p['threads'] or default_threads(p))
     try: return _run(p)
     finally: torch.set_num_threads(threads)
 
@@ -277,7 +297,9 @@ def _run(p: dict) -> dict:
     tr_s, te_s = build_samplers(p)
     tr_t, te_t = build_transforms(p, info, spec)
     root = resolve_path(p['data_root'])
-    kw = dict(on_error=p['on_error'], seed=p['seed'], modalities=mods)
+    cache = resolve_cache(p, [s.path for s in tr_ann.samples + va_ann.samples], root)
+    kw = dict(on_error=p['on_error'], seed=p['seed'], modalities=mods, cache=cache,
+              cache_dir=resolve_path(p['out_dir']) / 'cache')
     train_ds = VideoDataset(tr_ann, root, tr_s, tr_t, **kw)
     valid_ds = VideoDataset(va_ann, root, te_s, te_t, **kw)                          # every test view: read once, at the end
     single_view = VideoDataset(va_ann, root, build_samplers({**p, 'test_clips': 1})[1], te_t, **kw)   # per-epoch curve
@@ -309,6 +331,87 @@ def _run(p: dict) -> dict:
     tmp.write_text(json.dumps(record, indent=1, default=str)); os.replace(tmp, run_dir / 'metrics.json')
     return record
 
+# %% ../nbs/33_experiment.ipynb #25d2d047
+def _time_loader(ds, batch_size: int, workers: int, batches: int) -> float:
+    "Clips per second of a DataLoader over `ds` (after one warm-up batch; workers persist)."
+    from torch.utils.data import DataLoader
+    dl = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
+                    generator=torch.Generator().manual_seed(0), drop_last=True)
+    it = iter(dl); next(it)
+    t0, n = time.perf_counter(), 0
+    for _ in range(batches): n += len(next(it)['label'])
+    return n / (time.perf_counter() - t0)
+
+def _time_step(model, batch_size: int, frames: int, size: int, steps: int, threads: int, bf16: bool = False,
+               channels_last: bool = False) -> float:
+    "Clips per second of the training step alone (forward, loss, backward, AdamW step) on random clips in memory."
+    import torch.nn.functional as F
+    old = torch.get_num_threads(); torch.set_num_threads(threads)
+    try:
+        m = copy.deepcopy(model).train()
+        if channels_last: m = m.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(m.parameters(), 1e-3)
+        x = torch.randn(batch_size, 3, frames, size, size); y = torch.randint(0, 2, (batch_size,))
+        ts = []
+        for s in range(steps + 2):
+            t0 = time.perf_counter()
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): loss = F.cross_entropy(m(x), y)
+            loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+            if s >= 2: ts.append(time.perf_counter() - t0)               # two warm-up steps
+        return batch_size / sorted(ts)[len(ts) // 2]                     # the median step
+    finally: torch.set_num_threads(old)
+
+def bench(data_root: str = 'data/synth-sth-mini', batches: int = 30, steps: int = 10, **params) -> dict:
+    """The data paths and the training step of the demo configuration, measured in one run: clips/s of the decoding
+    loader (old) and of the cached loader (new), of the training step alone at 1 and 2 threads, bf16 and
+    channels-last, and the ratios. Prints a table; returns the figures."""
+    import platform
+    p = check_params({'data_root': data_root, 'workers': 1, **params})
+    tr, _, info = build_annotations(p)
+    root = resolve_path(p['data_root'])
+    tf = build_transforms(p, info, InputSpec())[0]
+    sampler = build_samplers(p)[0]
+    spec_model = build_model(p, tr.num_classes)
+    out = {'machine': _machine(), 'torch': torch.__version__, 'config': {k: p[k] for k in ('model', 'preset', 'model_kwargs', 'frames', 'size', 'batch_size')}}
+    rows = []
+    def row(name, v, note=''): rows.append((name, v, note)); out[name] = v
+    t0 = time.perf_counter()
+    cached = VideoDataset(tr, root, sampler, tf, cache='memory', cache_dir=resolve_path(p['out_dir']) / 'cache', seed=0)
+    out['cache_build_s'], out['cache_mb'] = round(time.perf_counter() - t0, 1), round(cached._cache.nbytes / 2**20, 1)
+    plain = VideoDataset(tr, root, sampler, tf, seed=0)
+    old = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        for w in (0, 1):
+            row(f'data_decode_w{w}', _time_loader(plain, p['batch_size'], w, batches), f'decode every epoch, {w} workers')
+            row(f'data_cache_w{w}', _time_loader(cached, p['batch_size'], w, batches), f'cache, {w} workers')
+    finally: torch.set_num_threads(old)
+    for th, bf, cl in ((1, False, False), (2, False, False), (2, False, True), (2, True, False)):
+        if bf and not _cpu_bf16(): continue
+        name = f"step_t{th}" + ('_bf16' if bf else '') + ('_cl' if cl else '')
+        row(name, _time_step(spec_model, p['batch_size'], p['frames'], p['size'], steps, th, bf, cl),
+            f"training step alone, {th} thread{'s' if th > 1 else ''}" + (', bf16 autocast' if bf else '') + (', channels-last' if cl else ''))
+    out['ratio_cache_vs_decode'] = out['data_cache_w0'] / out['data_decode_w1']
+    out['ratio_step2_vs_step1'] = out['step_t2'] / out['step_t1']
+    print(f"{out['machine']}, torch {out['torch']}; {p['model']} [{p['preset']}] {p['model_kwargs']}, "
+          f"{p['frames']}x{p['size']}^2, batch {p['batch_size']}; cache {out['cache_mb']} MiB built in {out['cache_build_s']} s")
+    print(f"{'path':22}{'clips/s':>9}  what")
+    for name, v, note in rows: print(f'{name:22}{v:9.1f}  {note}')
+    print(f"ratio: cached loader (main process) / decoding loader (1 worker) = {out['ratio_cache_vs_decode']:.2f}; "
+          f"step at 2 threads / 1 thread = {out['ratio_step2_vs_step1']:.2f}")
+    return out
+
+def _cpu_bf16() -> bool:
+    try: return 'avx512_bf16' in Path('/proc/cpuinfo').read_text() or 'amx_bf16' in Path('/proc/cpuinfo').read_text()
+    except OSError: return False
+
+def _machine() -> str:
+    "The CPU model, its core count and whether it has AVX-512 (lscpu's facts, from /proc/cpuinfo)."
+    try: txt = Path('/proc/cpuinfo').read_text()
+    except OSError: return platform.processor() or 'unknown CPU'
+    name = next((l.split(':', 1)[1].strip() for l in txt.splitlines() if l.startswith('model name')), 'unknown CPU')
+    flags = next((l for l in txt.splitlines() if l.startswith('flags')), '')
+    return f"{name}, {os.cpu_count()} cores, {'AVX-512' if 'avx512f' in flags else 'no AVX-512'}{', AMX-BF16' if 'amx_bf16' in flags else ''}"
+
 # %% ../nbs/33_experiment.ipynb #807ef2ec
 SUMMARY_KEYS = ('top1', 'top5', 'mean_class_acc', 'pair_acc', 'epochs', 'wall_s', 'params', 'gflops', 'num_train', 'num_valid')
 
@@ -330,7 +433,14 @@ def _main(argv=None):
     sub = ap.add_subparsers(dest='cmd', required=True)
     s = sub.add_parser('summary', help='print a JSON summary of run directories')
     s.add_argument('run_dirs', nargs='+'); s.add_argument('--command', default='')
+    b = sub.add_parser('bench', help='clips/s of the data paths and the training step (the demo configuration)')
+    b.add_argument('--data-root', default='data/synth-sth-mini'); b.add_argument('--batches', type=int, default=30)
+    b.add_argument('--steps', type=int, default=10); b.add_argument('--json', default=None, help='also write the figures here')
     a = ap.parse_args(argv)
+    if a.cmd == 'bench':
+        r = bench(a.data_root, a.batches, a.steps)
+        if a.json: Path(a.json).write_text(json.dumps(r, indent=1))
+        return
     print(json.dumps(summarize(a.run_dirs, a.command), indent=1))
 
 if __name__ == '__main__' and '__file__' in globals(): _main()   # `python -m actionnb.experiment`, not the notebook
