@@ -30,8 +30,8 @@ TOKENS_LAYOUT = 'b n d'            # a batch of token sequences
 FRAME_TOKENS_LAYOUT = 'b t n d'    # tokens kept per frame
 
 # The named rearrangements. Use them with `einops.rearrange(x, PATTERN, **sizes)`.
-CLIP_TO_FRAMES = 'b c t h w -> (b t) c h w'          # fold time into batch for a 2D backbone
-FRAMES_TO_CLIP = '(b t) c h w -> b c t h w'          # and unfold it again (needs t=...)
+CLIP_TO_FRAMES = 'b c t h w -> (b t) c h w'          # clip → folded frames, for a 2D backbone
+FRAMES_TO_CLIP = '(b t) c h w -> b c t h w'          # folded frames → clip (needs t=...)
 FRAME_TOKENS_TO_TOKENS = 'b t n d -> b (t n) d'      # joint space-time token sequence
 TOKENS_TO_FRAME_TOKENS = 'b (t n) d -> b t n d'      # back to per-frame tokens (needs t=...)
 SPACE_BATCH = 'b t n d -> (b t) n d'                 # attend over space: each frame is a sequence

@@ -20,8 +20,8 @@ from .baselines import TSN, TemporalShift
 
 # %% auto #0
 __all__ = ['FUSIONS', 'EDGES', 'STFM_CONVS', 'STW_MODULES', 'COMBINATIONS', 'STAGE_NAMES', 'parse_fusion', 'split_channels',
-           'group_order', 'shift_time', 'SpatioTemporalFusion', 'TemporalWiseModule', 'STWBlock', 'parse_stages',
-           'stw_temporal_module', 'stw_r50']
+           'group_order', 'shift_time', 'delta_init_', 'SpatioTemporalFusion', 'TemporalWiseModule', 'STWBlock',
+           'parse_stages', 'stw_temporal_module', 'stw_r50']
 
 # %% ../../nbs/20_stw.ipynb #f7b5dd17
 FUSIONS = ('4:2:4', '8:4/3:8', '16:8/7:16', 'avg')     # Table 5, bottom to top
@@ -40,6 +40,7 @@ def parse_fusion(fusion: str) -> tuple[Fraction, Fraction, Fraction] | None:
                          f'got {sum(1 / r for r in ratios)}')
     return ratios
 
+# %% ../../nbs/20_stw.ipynb #17a8644e
 def split_channels(channels: int, ratios: Sequence) -> tuple[int, int, int]:
     "(C/α, C/β, C/γ), rounded so that they add up to C."
     cl, cr = round(channels / ratios[0]), round(channels / ratios[2])
@@ -48,6 +49,7 @@ def split_channels(channels: int, ratios: Sequence) -> tuple[int, int, int]:
         raise ValueError(f'STFM: {channels} channels cannot be split {":".join(map(str, ratios))} (got {cl}, {cm}, {cr})')
     return cl, cm, cr
 
+# %% ../../nbs/20_stw.ipynb #fca42f7f
 def group_order(channels: int, start: int, width: int, groups: int) -> torch.Tensor:
     """Input-channel order for a grouped encoder whose `width` outputs are channels [start, start+width) of y_t.
 
@@ -58,6 +60,7 @@ def group_order(channels: int, start: int, width: int, groups: int) -> torch.Ten
     a, b = width // groups, (channels - width) // groups
     return torch.cat([torch.cat([own[k * a:(k + 1) * a], other[k * b:(k + 1) * b]]) for k in range(groups)])
 
+# %% ../../nbs/20_stw.ipynb #4ee6802e
 def shift_time(x: torch.Tensor, offset: int, edge: str = 'zeros') -> torch.Tensor:
     "`x`: `(B, T, …)`. out_t = x_{t−offset} for offset ±1; the frame that falls off the clip is zeros or the edge frame."
     if offset == 0: return x
@@ -66,9 +69,20 @@ def shift_time(x: torch.Tensor, offset: int, edge: str = 'zeros') -> torch.Tenso
     pad = torch.zeros_like(edge_frame) if edge == 'zeros' else edge_frame
     return torch.cat([pad, keep] if offset == 1 else [keep, pad], 1)
 
+# %% ../../nbs/20_stw.ipynb #59979f38
 def _check_frames(x: torch.Tensor, t: int, who: str):
     if x.ndim != 4 or x.shape[0] % t:
         raise ValueError(f'{who}(num_frames={t}) expects frames (B*T, C, H, W) with B*T divisible by {t}, got {tuple(x.shape)}')
+
+# %% ../../nbs/20_stw.ipynb #dc78b713
+@torch.no_grad()
+def delta_init_(conv: nn.Conv2d) -> nn.Conv2d:
+    "Zero `conv`'s weight, then 1 at the kernel centre of each output's own slot (j mod outputs-per-group): a copy."
+    conv.weight.zero_()
+    j, (kh, kw) = torch.arange(conv.out_channels), (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)
+    slot = j % (conv.out_channels // conv.groups)                 # own channel's slot in its group (0 for depthwise)
+    conv.weight[j, slot, kh, kw] = 1.
+    return conv
 
 # %% ../../nbs/20_stw.ipynb #7c1c37d9
 class SpatioTemporalFusion(nn.Module):
@@ -105,13 +119,10 @@ class SpatioTemporalFusion(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self):
-        "'shift': every encoder output copies its own channel (a delta kernel), the depthwise conv is a delta: a shift."
+        "'shift': every encoder output copies its own channel and the depthwise conv is a delta (`delta_init_`): a shift."
         for c in self.encoders() + ([self.dw] if self.dw is not None else []):
-            if self.init == 'kaiming': nn.init.kaiming_normal_(c.weight, mode='fan_out', nonlinearity='relu'); continue
-            c.weight.zero_()
-            j, (kh, kw) = torch.arange(c.out_channels), (c.kernel_size[0] // 2, c.kernel_size[1] // 2)
-            slot = torch.zeros_like(j) if c is self.dw else j % (c.out_channels // c.groups)   # own channel's slot in its group
-            c.weight[j, slot, kh, kw] = 1.
+            if self.init == 'kaiming': nn.init.kaiming_normal_(c.weight, mode='fan_out', nonlinearity='relu')
+            else: delta_init_(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_frames(x, self.num_frames, 'SpatioTemporalFusion')
