@@ -329,7 +329,12 @@ class RPESTDT(nn.Module):
         """Called by `load_pretrained`: a timm ViT's names go to the spatial encoder (`blocks.i` → `encoder.spatial_blocks.i`
         for i < `spatial_depth`, `norm` → `encoder.spatial_norm`); its class token (plus its position entry, with
         `pos='ape'`) becomes `encoder.spatial_cls`; `pos_embed` is kept (resized) only with `pos='ape'`. The ViT's
-        blocks beyond `spatial_depth` stay unexpected."""
+        blocks beyond `spatial_depth` stay unexpected. A shared RPE table `(1, B, d_h)` initialises an unshared one
+        `(h, B, d_h)` (every head starts from it), so an RPE-STDT's own weights load into any variant."""
+        tgt = self.state_dict()
+        for k, v in list(sd.items()):
+            if (k.endswith(('.rpe_q', '.rpe_v')) and k in tgt and v.shape[0] == 1 and tgt[k].shape[0] > 1
+                    and v.shape[1:] == tgt[k].shape[1:]): sd[k] = v.expand_as(tgt[k]).clone()
         if 'cls_token' not in sd or not any(k.startswith('blocks.') for k in sd): return sd
         out, L = {}, len(self.encoder.spatial_blocks)
         pe = sd.get('pos_embed')
