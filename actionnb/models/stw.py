@@ -178,7 +178,7 @@ class STWBlock(nn.Module):
     `modules`: 'stw' (both), 'stfm' or 'twm' (one of them, Table 6). Frames `(B·T, C, H, W)` → `(B·T, C, H, W)`."""
     def __init__(self, channels: int, num_frames: int, modules: str = 'stw', combination: str = 'parallel',
                  fusion: str = '4:2:4', stfm_conv: str = 'separable', stfm_kernel: int = 3, edge: str = 'zeros',
-                 stfm_init: str = 'shift'):
+                 stfm_init: str = 'shift', twm_gain: float | None = None):
         super().__init__()
         if modules not in ('stfm', 'twm', 'stw'): raise ValueError(f"STWBlock: modules must be 'stfm', 'twm' or 'stw', got {modules!r}")
         if combination not in COMBINATIONS: raise ValueError(f'STWBlock: combination must be one of {COMBINATIONS}, got {combination!r}')
@@ -186,15 +186,23 @@ class STWBlock(nn.Module):
         self.stfm = (SpatioTemporalFusion(channels, num_frames, fusion, stfm_conv, stfm_kernel, edge, stfm_init)
                      if modules in ('stfm', 'stw') else None)
         self.twm = TemporalWiseModule(channels, num_frames, edge) if modules in ('twm', 'stw') else None
+        if twm_gain is not None and (modules != 'stw' or combination != 'parallel'):
+            raise ValueError(f"STWBlock: twm_gain scales TWM in the parallel sum; it needs modules='stw', combination='parallel'")
+        # not the paper's: a learnable scalar on TWM's branch of the sum, y = STFM(x) + γ·TWM(x), γ starting at twm_gain
+        self.twm_gain = None if twm_gain is None else nn.Parameter(torch.tensor(float(twm_gain)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.twm is None: return self.stfm(x)
         if self.stfm is None: return self.twm(x)
-        if self.combination == 'parallel': return self.stfm(x) + self.twm(x)     # Fig. 3(a), the paper's choice
+        if self.combination == 'parallel':                                      # Fig. 3(a), the paper's choice
+            z = self.twm(x)
+            return self.stfm(x) + (z if self.twm_gain is None else self.twm_gain * z)
         if self.combination == 'stfm>twm': return self.twm(self.stfm(x))        # Fig. 3(b)
         return self.stfm(self.twm(x))                                           # Fig. 3(c)
 
-    def extra_repr(self): return f'modules={self.modules_!r}, combination={self.combination!r}'
+    def extra_repr(self):
+        gain = '' if self.twm_gain is None else f', twm_gain={self.twm_gain.item():g}'
+        return f'modules={self.modules_!r}, combination={self.combination!r}{gain}'
 
 # %% ../../nbs/20_stw.ipynb #a8ae04f4
 STAGE_NAMES = {2: 'layer1', 3: 'layer2', 4: 'layer3', 5: 'layer4'}   # paper stage → torchvision name
@@ -233,18 +241,21 @@ def stw_r50(num_classes: int = 174, num_frames: int = 8, block: str = 'bottlenec
             drop_rate: float = 0.5, modules: str = 'stw', combination: str = 'parallel', fusion: str = '4:2:4',
             stages: Sequence[int] | str = (2, 3, 4, 5), stfm_conv: str = 'separable', stfm_kernel: int = 3,
             edge: str = 'zeros', stfm_init: str = 'shift', tsm_fold_div: int = 8, base_width: int = 64,
-            pretrained=None) -> TSN:
+            twm_gain: float | None = None, pretrained=None) -> TSN:
     """STW ResNet-50 and its ablation variants: a `TSN` whose residual branches in paper stages `stages` start with
     `stw_temporal_module(...)`: `modules` ('stw', 'none' = TSN, 'tsm', 'stfm', 'twm'; Table 6), `combination`
-    (Table 8), `fusion` (Table 5), `stages` (paper numbering 2–5; Table 7).
+    (Table 8), `fusion` (Table 5), `stages` (paper numbering 2–5; Table 7). `twm_gain` (not the paper's): a learnable
+    scalar on TWM's branch of the parallel sum, initialised to this value (0: every block starts as STFM alone).
     `pretrained`: a torchvision ResNet state dict, its path or a module (`load_pretrained`); STW modules keep their init."""
     tm = stw_temporal_module(modules, tsm_fold_div, combination=combination, fusion=fusion, stfm_conv=stfm_conv,
-                             stfm_kernel=stfm_kernel, edge=edge, stfm_init=stfm_init)
+                             stfm_kernel=stfm_kernel, edge=edge, stfm_init=stfm_init,
+                             **({} if twm_gain is None else dict(twm_gain=twm_gain)))
     stages = parse_stages(stages)
     model = TSN(block, layers, num_classes, num_frames, drop_rate=drop_rate, base_width=base_width, temporal_module=tm,
                 shift_stages=[s - 1 for s in stages])                  # paper stage s = ResNet layer s − 1
     model.stages = stages
     model.stw_config = dict(modules=modules, combination=combination, fusion=fusion, stages=stages,
-                            stfm_conv=stfm_conv, stfm_kernel=stfm_kernel, edge=edge, stfm_init=stfm_init)
+                            stfm_conv=stfm_conv, stfm_kernel=stfm_kernel, edge=edge, stfm_init=stfm_init,
+                            **({} if twm_gain is None else dict(twm_gain=twm_gain)))
     if pretrained is not None: model.load_report = load_pretrained(model, pretrained, verbose=False)
     return model
