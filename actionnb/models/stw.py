@@ -247,6 +247,9 @@ def stw_r50(num_classes: int = 174, num_frames: int = 8, block: str = 'bottlenec
     (Table 8), `fusion` (Table 5), `stages` (paper numbering 2–5; Table 7). `twm_gain` (not the paper's): a learnable
     scalar on TWM's branch of the parallel sum, initialised to this value (0: every block starts as STFM alone).
     `pretrained`: a torchvision ResNet state dict, its path or a module (`load_pretrained`); STW modules keep their init."""
+    if twm_gain is not None and (modules, combination) != ('stw', 'parallel'):
+        raise ValueError(f"stw_r50: twm_gain scales TWM in the parallel STW block; it needs modules='stw' and "
+                         f"combination='parallel', got modules={modules!r}, combination={combination!r}")
     tm = stw_temporal_module(modules, tsm_fold_div, combination=combination, fusion=fusion, stfm_conv=stfm_conv,
                              stfm_kernel=stfm_kernel, edge=edge, stfm_init=stfm_init,
                              **({} if twm_gain is None else dict(twm_gain=twm_gain)))
