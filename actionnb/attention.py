@@ -331,15 +331,20 @@ class FactorisedEncoder(nn.Module):
         if bad: raise ValueError(f'FactorisedEncoder: subsample keys {bad} are not temporal block indices 0..{temporal_depth - 1}')
         self.subsample = nn.ModuleDict({str(int(i)): m for i, m in (subsample or {}).items()})
 
-    def forward(self, x: torch.Tensor, temporal_pos: torch.Tensor | None = None, grid: tuple | None = None,
-                **ctx) -> torch.Tensor:
-        "`grid`: the spatial token grid `(H, W)` of each frame (default `(N,)`); `temporal_pos` `(1, T, D_t)`."
+    def spatial(self, x: torch.Tensor, grid: tuple | None = None, **ctx) -> torch.Tensor:
+        "The spatial half: `(B, T, N, D)` → each frame's class token after the spatial encoder and its norm, `(B, T, D)`."
         B, T, N, D = _frame_tokens(x, 'FactorisedEncoder')
         xs = rearrange(x, SPACE_BATCH)                                          # (B·T, N, D): each frame alone
         xs = torch.cat([self.spatial_cls.expand(B * T, -1, -1), xs], dim=1)     # per-frame class token
         s_ctx = {**ctx, 'grid': tuple(grid or (N,)), 'num_prefix_tokens': 1}
         for blk in self.spatial_blocks: xs = blk(xs, **s_ctx)
-        h = self.temporal_proj(self.spatial_norm(xs)[:, 0].reshape(B, T, D))    # H ∈ R^{n_t × d_t}: one token per frame
+        return self.spatial_norm(xs)[:, 0].reshape(B, T, D)
+
+    def forward(self, x: torch.Tensor, temporal_pos: torch.Tensor | None = None, grid: tuple | None = None,
+                **ctx) -> torch.Tensor:
+        "`grid`: the spatial token grid `(H, W)` of each frame (default `(N,)`); `temporal_pos` `(1, T, D_t)`."
+        h = self.temporal_proj(self.spatial(x, grid, **ctx))                    # H ∈ R^{n_t × d_t}: one token per frame
+        B = h.shape[0]
         if temporal_pos is not None: h = h + temporal_pos
         h = torch.cat([self.temporal_cls.expand(B, -1, -1), h], dim=1)          # (B, 1 + T, D_t)
         for i, blk in enumerate(self.temporal_blocks):

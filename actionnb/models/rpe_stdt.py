@@ -309,11 +309,7 @@ class RPESTDT(nn.Module):
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         "Clip → the per-frame class tokens after the spatial encoder and its norm, `(B, T, D)`: H of §3.3.4."
         z, grid = self.tokens(x)
-        B, T, N, D = z.shape
-        enc = self.encoder
-        xs = torch.cat([enc.spatial_cls.expand(B * T, -1, -1).to(z.dtype), rearrange(z, 'b t n d -> (b t) n d')], 1)
-        for blk in enc.spatial_blocks: xs = blk(xs, grid=grid, num_prefix_tokens=1)   # spatial attention within a frame
-        return enc.spatial_norm(xs)[:, 0].reshape(B, T, D)
+        return self.encoder.spatial(z, grid=grid)                               # spatial attention within each frame
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         "Clip → `(B, 1 + T', D_t)` after the temporal encoder (index 0: the clip token); spatial-only: `(B, 1, D)`, the mean."
