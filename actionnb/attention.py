@@ -168,22 +168,28 @@ class CrossAttention(AttentionCore):
 
 # %% ../nbs/12_attention.ipynb #9e3d2b1a
 class KNNAttention(MultiHeadSelfAttention):
-    "k-NN multi-head self-attention (KVT; thesis eq. 2.8): keep the top-`topk` scores of every query, the rest −∞."
-    def __init__(self, dim: int, num_heads: int = 8, topk: int | float = 0.5, **kwargs):
+    """k-NN multi-head self-attention (KVT; thesis eq. 2.8): keep the top-`topk` scores of every query, the rest −∞.
+
+    `topk`: a count, or a fraction of the keys (a float in (0, 1]) rounded by `rounding` ('ceil', or 'floor' as the
+    MFST authors' UMDR code does with ⌊0.7·N⌋); at least one key survives."""
+    def __init__(self, dim: int, num_heads: int = 8, topk: int | float = 0.5, rounding: str = 'ceil', **kwargs):
         super().__init__(dim, num_heads, **kwargs)
         if isinstance(topk, float) and not 0 < topk <= 1: raise ValueError(f'KNNAttention: a float topk is a fraction in (0, 1], got {topk}')
         if isinstance(topk, int) and topk < 1: raise ValueError(f'KNNAttention: topk must be >= 1, got {topk}')
-        self.topk = topk
+        if rounding not in ('ceil', 'floor'): raise ValueError(f"KNNAttention: rounding must be 'ceil' or 'floor', got {rounding!r}")
+        self.topk, self.rounding = topk, rounding
 
     def k_for(self, n_keys: int) -> int:
-        "The number of keys kept per query for `n_keys` keys."
-        return min(n_keys, math.ceil(self.topk * n_keys) if isinstance(self.topk, float) else self.topk)
+        "The number of keys kept per query for `n_keys` keys: a count, or ⌈f·N⌉ / ⌊f·N⌋ (at least 1) for a fraction f."
+        if not isinstance(self.topk, float): return min(n_keys, self.topk)
+        k = (math.ceil if self.rounding == 'ceil' else math.floor)(self.topk * n_keys)
+        return min(n_keys, max(1, k))
 
     def mask_scores(self, scores: torch.Tensor, **ctx) -> torch.Tensor:
         k = self.k_for(scores.shape[-1])
         if k >= scores.shape[-1]: return scores                                   # k = N: full attention
         idx = scores.topk(k, dim=-1).indices                                      # (B, h, N_q, k)
-        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, idx, True)
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, idx, torch.ones_like(idx, dtype=torch.bool))   # traceable (fvcore)
         return scores.masked_fill(~keep, float('-inf'))                           # exactly k survivors per row
 
 # %% ../nbs/12_attention.ipynb #f108dfc4

@@ -87,12 +87,15 @@ class CDCUnit3d(nn.Sequential):
 class CDCStem(nn.Sequential):
     """MFST's CDC stem (thesis §2.3.3): the first five layers of I3D with every 3D convolution a 3D-CDC.
 
-    `mode='ST'` (CDC-ST) for RGB, `mode='T'` (CDC-T) for depth. `(B, in_ch, T, H, W)` → `(B, 192, T/2, H/8, W/8)`."""
+    `mode='ST'` (CDC-ST) for RGB, `mode='T'` (CDC-T) for depth. `(B, in_ch, T, H, W)` → `(B, 192, T/2, H/8, W/8)`.
+    `time_stride`: the temporal stride of `Conv3d_1a` (I3D's 2; 1 keeps every frame of a short clip, T/1 out)."""
     out_channels = 192
-    def __init__(self, in_ch: int = 3, theta: float = 0.6, mode: str = 'ST', widths: tuple[int, int, int] = (64, 64, 192)):
+    def __init__(self, in_ch: int = 3, theta: float = 0.6, mode: str = 'ST', widths: tuple[int, int, int] = (64, 64, 192),
+                 time_stride: int = 2):
         super().__init__()
+        if time_stride not in (1, 2): raise ValueError(f'CDCStem: time_stride must be 1 or 2, got {time_stride!r}')
         c1, c2, c3 = widths
-        self.conv1a = CDCUnit3d(in_ch, c1, 7, stride=2, padding=3, theta=theta, mode=mode)          # Conv3d_1a_7x7
+        self.conv1a = CDCUnit3d(in_ch, c1, 7, stride=(time_stride, 2, 2), padding=3, theta=theta, mode=mode)   # Conv3d_1a_7x7
         self.pool2a = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))                  # MaxPool3d_2a_3x3
         self.conv2b = CDCUnit3d(c1, c2, 1, theta=theta, mode=mode)                                   # Conv3d_2b_1x1
         self.conv2c = CDCUnit3d(c2, c3, 3, padding=1, theta=theta, mode=mode)                        # Conv3d_2c_3x3
