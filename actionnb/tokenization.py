@@ -153,7 +153,7 @@ class VideoToTokens(nn.Module):
 # %% ../nbs/10_tokenization.ipynb #7a0c8d9f
 class ConvTokenEmbed(nn.Module):
     "STAT token embedding block: three 3×3×3 conv layers, strides (2,2,2), (1,2,2), (1,2,2): (B,C,T,H,W) → (B, T/2, H/8·W/8, 192)."
-    def __init__(self, in_chans: int = 3, widths: tuple = (48, 96, 192),
+    def __init__(self, in_chans: int = 3, widths: tuple = (64, 96, 192),
                  strides: tuple = ((2, 2, 2), (1, 2, 2), (1, 2, 2))):
         super().__init__()
         layers, c = [], in_chans
