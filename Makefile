@@ -16,11 +16,11 @@ JOBS ?= 2
 export PYTHONHASHSEED := 0
 # Matplotlib's Agg backend, for the headless jobs only (tests, papermill runs): it displays nothing, so the targets that
 # show figures to readers (lab, docs, outputs) run their kernels without $$MPLBACKEND, whatever the caller's shell has.
-HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation data
+HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation stasta-ablation data
 $(HEADLESS_TARGETS): export MPLBACKEND = Agg
 NO_AGG := env -u MPLBACKEND
 
-.PHONY: test demo demo-control stw-ablation lab docs outputs check-outputs readme data install check-export check-clean clean
+.PHONY: test demo demo-control stw-ablation stasta-ablation lab docs outputs check-outputs readme data install check-export check-clean clean
 
 install: $(STAMP)
 
@@ -86,6 +86,14 @@ stw-ablation: $(STAMP)
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
 	@mkdir -p runs/stw_ablation
 	$(PAPERMILL) nbs/experiments/stw_ablation.ipynb runs/stw_ablation/stw_ablation.ipynb
+
+# STASTA's ablations (Tables 3, 4; 5 variants x 3 seeds, from scratch) on the embedded dataset; writes
+# results/stasta_ablation.md and .json. About an hour on 2 cores.
+stasta-ablation: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
+	@mkdir -p runs/stasta_ablation
+	$(PAPERMILL) nbs/experiments/stasta_ablation.ipynb runs/stasta_ablation/stasta_ablation.ipynb
 
 data: $(STAMP)
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)

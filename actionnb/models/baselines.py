@@ -5,6 +5,7 @@
 # %% ../../nbs/14_baselines.ipynb #825d4f03
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 import torch
@@ -15,8 +16,8 @@ from einops import rearrange
 from ..core import check_clip, register_model
 
 # %% auto #0
-__all__ = ['BASELINE_FIGURES', 'DEPTH_ARGS', 'TemporalShift', 'TSN', 'tsn_r50', 'tsm_r50', 'i3d_r50', 'TimeSformer',
-           'timesformer_b', 'ViViT', 'vivit_b', 'vivit_b_joint', 'depth_extrapolated']
+__all__ = ['BASELINE_FIGURES', 'DEPTH_ARGS', 'TemporalShift', 'override_num_frames', 'TSN', 'tsn_r50', 'tsm_r50', 'i3d_r50',
+           'TimeSformer', 'timesformer_b', 'ViViT', 'vivit_b', 'vivit_b_joint', 'depth_extrapolated']
 
 # %% ../../nbs/14_baselines.ipynb #e840d1cc
 class TemporalShift(nn.Module):
@@ -42,6 +43,23 @@ class TemporalShift(nn.Module):
         return rearrange(out, 'b t c h w -> (b t) c h w')
 
     def extra_repr(self): return f'num_frames={self.num_frames}, fold_div={self.fold_div}'
+
+# %% ../../nbs/14_baselines.ipynb #bb30f001
+@contextmanager
+def override_num_frames(model: nn.Module, num_frames: int):
+    """Within the `with` block, every `TemporalShift` in `model` unfolds `num_frames` frames instead of the count it
+    was built with; on exit the built counts come back (also after an error).
+
+    This is how one trunk runs at two frame counts (STASTA's slow path: the same stem and stages on T/2 frames). It sets
+    attributes, so it is not for a model shared by two threads at once."""
+    if not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f'override_num_frames: num_frames must be a positive int, got {num_frames!r}')
+    shifts = [m for m in model.modules() if isinstance(m, TemporalShift)]
+    built = [m.num_frames for m in shifts]
+    for m in shifts: m.num_frames = num_frames
+    try: yield model
+    finally:
+        for m, t in zip(shifts, built): m.num_frames = t
 
 # %% ../../nbs/14_baselines.ipynb #48feecd3
 from ..backbones import ResNet, inflate_resnet
