@@ -82,27 +82,38 @@ def inflate_patch_weight(weight2d: torch.Tensor, t: int, init: str = 'central') 
     raise ValueError(f"init must be 'central' or 'inflate', got {init!r}")
 
 class TubeletEmbed(nn.Module):
-    "ViViT tubelet embedding: non-overlapping `tubelet_size`×`patch_size`² blocks → tokens by one strided `Conv3d` (`proj`)."
+    """ViViT tubelet embedding: `tubelet_size`×`patch_size`² blocks → tokens by one strided `Conv3d` (`proj`).
+
+    Non-overlapping by default (time stride = `tubelet_size`). `time_stride` < `tubelet_size` makes tubelets overlap in
+    time, zero-padded by `tubelet_size // 2` frames on each side: UniFormerV2's stem (3×16×16, stride (2, 16, 16)),
+    which gives T / `time_stride` tokens per location."""
     def __init__(self, img_size: int = 224, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3,
-                 embed_dim: int = 768, bias: bool = True):
+                 embed_dim: int = 768, bias: bool = True, time_stride: int | None = None):
         super().__init__()
+        self.time_stride = tubelet_size if time_stride is None else time_stride
+        if not 1 <= self.time_stride <= tubelet_size:
+            raise ValueError(f'TubeletEmbed: time_stride must be in [1, tubelet_size={tubelet_size}], got {time_stride}')
         self.patch_size, self.tubelet_size = (patch_size, patch_size), tubelet_size
         self.grid_size = (img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         k = (tubelet_size, patch_size, patch_size)
-        self.proj = nn.Conv3d(in_chans, embed_dim, k, stride=k, bias=bias)  # weight (D, C, t, P, P)
+        pad_t = 0 if self.time_stride == tubelet_size else tubelet_size // 2
+        self.proj = nn.Conv3d(in_chans, embed_dim, k, stride=(self.time_stride,) + k[1:], padding=(pad_t, 0, 0),
+                              bias=bias)                                    # weight (D, C, t, P, P)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "`(B, C, T, H, W)` → `(B, T/t, N, D)`."
+        "`(B, C, T, H, W)` → `(B, T/s, N, D)`, s = `time_stride`."
         b, c, t, h, w = check_clip(x, self.proj.in_channels)
-        _check_divisible((t, h, w), (self.tubelet_size,) + self.patch_size, 'clip', 'THW')
+        _check_divisible((t, h, w), (self.time_stride,) + self.patch_size, 'clip', 'THW')
         return rearrange(self.proj(x), 'b d t h w -> b t (h w) d')
 
     @classmethod
-    def from_patch_embed(cls, pe: PatchEmbed, tubelet_size: int = 2, init: str = 'central') -> 'TubeletEmbed':
+    def from_patch_embed(cls, pe: PatchEmbed, tubelet_size: int = 2, init: str = 'central',
+                         time_stride: int | None = None) -> 'TubeletEmbed':
         "A tubelet embedding initialised from a 2D `PatchEmbed` (`init`: `'central'` or `'inflate'`)."
         w2 = pe.proj.weight
-        te = cls(pe.img_size[0], pe.patch_size[0], tubelet_size, w2.shape[1], w2.shape[0], bias=pe.proj.bias is not None)
+        te = cls(pe.img_size[0], pe.patch_size[0], tubelet_size, w2.shape[1], w2.shape[0], bias=pe.proj.bias is not None,
+                 time_stride=time_stride)
         with torch.no_grad():
             te.proj.weight.copy_(inflate_patch_weight(w2, tubelet_size, init))
             if pe.proj.bias is not None: te.proj.bias.copy_(pe.proj.bias)
