@@ -41,8 +41,8 @@ def test_clip_limit_at_224():
 
 @torch.no_grad()
 def test_frame_model_checkpoint_initialises_every_row(tmp_path):
-    "The image model (a per-frame ViT, 1-frame stem) saved to a file, loaded into the full tiny model: its 1-frame kernel is"
-    " inflated in the centre, and the sequential model at init gives the frame model's logits."
+    """The image model (a per-frame ViT, 1-frame stem) saved to a file, loaded into the full tiny model: its 1-frame kernel
+    is inflated in the centre, and the sequential model at init gives the frame model's logits."""
     torch.manual_seed(0)
     from actionnb.models.stdformer import STDFORMER_FRAMES, STDFORMER_ABLATIONS
     frame = create_model('stdformer_clip_b16', 'tiny', num_classes=24, **STDFORMER_FRAMES).eval()
