@@ -16,11 +16,11 @@ JOBS ?= 2
 export PYTHONHASHSEED := 0
 # Matplotlib's Agg backend, for the headless jobs only (tests, papermill runs): it displays nothing, so the targets that
 # show figures to readers (lab, docs, outputs) run their kernels without $$MPLBACKEND, whatever the caller's shell has.
-HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation stasta-ablation stdformer-ablation data
+HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation stasta-ablation stdformer-ablation data report
 $(HEADLESS_TARGETS): export MPLBACKEND = Agg
 NO_AGG := env -u MPLBACKEND
 
-.PHONY: test demo demo-control stw-ablation stasta-ablation stdformer-ablation lab docs outputs check-outputs readme data install check-export check-clean clean
+.PHONY: test demo demo-control stw-ablation stasta-ablation stdformer-ablation report lab docs outputs check-outputs readme data install check-export check-clean clean
 
 install: $(STAMP)
 
@@ -103,6 +103,15 @@ stdformer-ablation: $(STAMP)
 	@mkdir -p runs/stdformer_ablation
 	$(PAPERMILL) nbs/experiments/stdformer_ablation.ipynb runs/stdformer_ablation/stdformer_ablation.ipynb $(ARGS)
 
+# The reproduction report (no retraining: it reads results/*_ablation.json and counts costs from the registry): writes
+# results/REPRODUCTION.md, results/reproduction.png and the summary cell of nbs/index.ipynb, then regenerates README.md.
+report: $(STAMP)
+	$(BIN)/nbdev_export
+	@mkdir -p runs/report
+	$(PAPERMILL) nbs/experiments/reproduction.ipynb runs/report/reproduction.ipynb
+	$(BIN)/nbdev_clean --fname nbs/index.ipynb
+	$(MAKE) --no-print-directory readme
+
 data: $(STAMP)
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
 
@@ -136,10 +145,10 @@ docs: $(STAMP)
 	OMP_NUM_THREADS=1 $(NO_AGG) $(BIN)/python tools/book.py docs --out _docs --jobs $(JOBS)
 	@echo "docs: _docs/index.html"
 
-# README.md is generated from nbs/index.ipynb (nbdev_readme needs Quarto), with notebook links made relative to the
-# repository root; tests/test_project.py checks they agree.
+# README.md is generated from nbs/index.ipynb (nbdev_readme needs Quarto), with notebook links (and ../ links) made
+# relative to the repository root; tests/test_project.py checks they agree.
 readme: $(STAMP)
-	$(BIN)/jupyter nbconvert --to markdown --stdout nbs/index.ipynb 2>/dev/null | sed -E 's#\]\(([0-9e][^)]*\.ipynb)\)#](nbs/\1)#g' > README.md
+	$(BIN)/jupyter nbconvert --to markdown --stdout nbs/index.ipynb 2>/dev/null | sed -E -e 's#\]\(([0-9e][^)]*\.ipynb)\)#](nbs/\1)#g' -e 's#\]\(\.\./#](#g' > README.md
 
 clean:
 	rm -rf _docs _proc .pytest_cache .fp-*.tmp

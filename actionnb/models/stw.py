@@ -19,9 +19,9 @@ from ..weights import load_pretrained
 from .baselines import TSN, TemporalShift
 
 # %% auto #0
-__all__ = ['FUSIONS', 'EDGES', 'STFM_CONVS', 'STW_MODULES', 'COMBINATIONS', 'STAGE_NAMES', 'parse_fusion', 'split_channels',
-           'group_order', 'shift_time', 'delta_init_', 'SpatioTemporalFusion', 'TemporalWiseModule', 'STWBlock',
-           'parse_stages', 'stw_temporal_module', 'stw_r50']
+__all__ = ['FUSIONS', 'EDGES', 'STFM_CONVS', 'STW_MODULES', 'COMBINATIONS', 'STAGE_NAMES', 'STW_ABLATIONS', 'parse_fusion',
+           'split_channels', 'group_order', 'shift_time', 'delta_init_', 'SpatioTemporalFusion', 'TemporalWiseModule',
+           'STWBlock', 'parse_stages', 'stw_temporal_module', 'stw_r50']
 
 # %% ../../nbs/20_stw.ipynb #f7b5dd17
 FUSIONS = ('4:2:4', '8:4/3:8', '16:8/7:16', 'avg')     # Table 5, bottom to top
@@ -262,3 +262,24 @@ def stw_r50(num_classes: int = 174, num_frames: int = 8, block: str = 'bottlenec
                             **({} if twm_gain is None else dict(twm_gain=twm_gain)))
     if pretrained is not None: model.load_report = load_pretrained(model, pretrained, verbose=False)
     return model
+
+# %% ../../nbs/20_stw.ipynb #e59affbc
+STW_ABLATIONS = {   # name: (stw_r50 keyword arguments, {table: (row label, paper SSv1 top-1 %)})
+    'tsn':        (dict(modules='none'),                            {'6': ('TSN', 19.7)}),
+    'tsm':        (dict(modules='tsm'),                             {'6': ('TSM', 42.1)}),
+    'stfm':       (dict(modules='stfm', fusion='4:2:4'),            {'6': ('STFM', 42.6), '5': ('Conv2D(4:2:4) & Concat', 42.6),
+                                                                     'gain': ('STFM alone', 42.6)}),
+    'twm':        (dict(modules='twm'),                             {'6': ('TWM', 41.9)}),
+    'stw':        (dict(modules='stw', combination='parallel'),     {'6': ('STW', 46.3), '8': ('Parallel', 46.3),
+                                                                     'gain': ('STW, STFM + TWM (the paper)', 46.3)}),
+    'stfm>twm':   (dict(modules='stw', combination='stfm>twm'),     {'8': ('Vertical STFM ⇒ TWM', 42.1)}),
+    'twm>stfm':   (dict(modules='stw', combination='twm>stfm'),     {'8': ('Vertical TWM ⇒ STFM', 41.8)}),
+    'stfm-avg':   (dict(modules='stfm', fusion='avg'),              {'5': ('Average Pooling', 32.8)}),
+    'stfm-16':    (dict(modules='stfm', fusion='16:8/7:16'),        {'5': ('Conv2d(16:8/7:16) & Concat', 39.2)}),
+    'stfm-8':     (dict(modules='stfm', fusion='8:4/3:8'),          {'5': ('Conv2d(8:4/3:8) & Concat', 41.5)}),
+    # not the paper's rows: STFM + γ·TWM with a learnable γ starting at γ₀ (twm_gain), to explain why the parallel
+    # block trains worse than STFM alone
+    'stw-g1':     (dict(modules='stw', twm_gain=1.),                {'gain': ('STW, STFM + γ·TWM, γ₀ = 1 (learned)', None)}),
+    'stw-g0.5':   (dict(modules='stw', twm_gain=.5),                {'gain': ('STW, STFM + γ·TWM, γ₀ = ½ (learned)', None)}),
+    'stw-g0':     (dict(modules='stw', twm_gain=0.),                {'gain': ('STW, STFM + γ·TWM, γ₀ = 0 (learned)', None)}),
+}
