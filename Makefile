@@ -16,11 +16,11 @@ JOBS ?= 2
 export PYTHONHASHSEED := 0
 # Matplotlib's Agg backend, for the headless jobs only (tests, papermill runs): it displays nothing, so the targets that
 # show figures to readers (lab, docs, outputs) run their kernels without $$MPLBACKEND, whatever the caller's shell has.
-HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation stasta-ablation stdformer-ablation data report
+HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation stasta-ablation stdformer-ablation data report gpu-check test-gpu
 $(HEADLESS_TARGETS): export MPLBACKEND = Agg
 NO_AGG := env -u MPLBACKEND
 
-.PHONY: test demo demo-control stw-ablation stasta-ablation stdformer-ablation report lab docs outputs check-outputs readme data install check-export check-clean clean
+.PHONY: test demo demo-control stw-ablation stasta-ablation stdformer-ablation report gpu-check test-gpu lab docs outputs check-outputs readme data install check-export check-clean clean
 
 install: $(STAMP)
 
@@ -111,6 +111,18 @@ report: $(STAMP)
 	$(PAPERMILL) nbs/experiments/reproduction.ipynb runs/report/reproduction.ipynb
 	$(BIN)/nbdev_clean --fname nbs/index.ipynb
 	$(MAKE) --no-print-directory readme
+
+# On a GPU machine (nbs/35_gpu.ipynb): every registered model's paper preset, bf16 training clips/s, peak memory and
+# MFU, then the demo on the small embedded dataset (generated on first use); writes results/gpu.md and .json. < 10 min.
+gpu-check: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/python -m actionnb.gpu check --out results/gpu.md $(ARGS)
+
+# The training notebook on CUDA for every paper model at tiny on the small dataset, asserted to learn; skipped (with
+# its reason, never passed) without CUDA.
+test-gpu: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/python -m pytest -q -rs tests/test_gpu.py
 
 data: $(STAMP)
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
