@@ -8,15 +8,15 @@ import argparse, importlib, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from .core import create_model, get_model_spec, input_spec
+from .core import create_model, get_model_spec, input_spec, list_models
 from .profile import count_flops, count_params
 
 # %% auto #0
 __all__ = ['HELD', 'NOT_HELD', 'TIE', 'NOT_RUN', 'RELATIONS', 'CHANCE', 'CHANCE_BAND', 'C', 'PAPERS', 'WITHIN', 'RULE', 'FIGURE',
-           'INDEX_MARK', 'Claim', 'compare', 'table_rows', 'judge', 'CostReading', 'Paper', 'load_record', 'judged',
-           'temporal_reasoning', 'measure_cost', 'cost_ratios', 'cost_verdict', 'build_report', 'ordering_counts',
-           'render_summary', 'render_report', 'tradeoff_figure', 'index_section', 'update_index', 'write_report',
-           'main']
+           'BASELINE_ROWS', 'INDEX_MARK', 'Claim', 'compare', 'table_rows', 'judge', 'CostReading', 'Paper',
+           'load_record', 'judged', 'temporal_reasoning', 'measure_cost', 'cost_ratios', 'cost_verdict', 'build_report',
+           'ordering_counts', 'render_summary', 'render_report', 'registered_without_rows', 'tradeoff_figure',
+           'index_section', 'update_index', 'write_report', 'main']
 
 # %% ../nbs/34_report.ipynb #9673f0e0
 HELD, NOT_HELD, TIE, NOT_RUN = 'held', 'not held', 'tie', 'not run'
@@ -419,7 +419,9 @@ def render_report(report: list[dict], figure: str | None = FIGURE) -> str:
         md += [f'![cost against pair_acc]({figure})', '',
                'Every trained row of every record: its cost as trained (the `tiny` preset at 8 × 64², log scale) against '
                'its pair_acc on the time-reversed class pairs, mean ± std over seeds; each paper\'s full model is a star. '
-               "The dashed line is TSN's pair_acc (frame averaging), the level a model that ignores frame order gets.", '']
+               "The dashed line is TSN's pair_acc (frame averaging), the level a model that ignores frame order gets. "
+               'Registered models with no trained row of their own yet: '
+               + (', '.join(f'`{m}`' for m in registered_without_rows(report)) or 'none') + '.', '']
     for e in report:
         p, rec = e['paper'], e['record']
         md += [f'## {p.title}', '', f'Notebook: [{p.notebook}](../nbs/{p.notebook}). Record: ' +
@@ -437,6 +439,19 @@ def render_report(report: list[dict], figure: str | None = FIGURE) -> str:
     return '\n'.join(md).rstrip() + '\n'
 
 # %% ../nbs/34_report.ipynb #a6818566
+BASELINE_ROWS = {   # (paper, variant): (label in the figure, the registered model it is, or None when it is only close)
+    ('stw', 'tsn'): ('TSN', 'tsn_r50'), ('stw', 'tsm'): ('TSM', 'tsm_r50'), ('ctn', 'vivit'): ('ViViT-B joint (CTN row)', None),
+    ('rpe_stdt', 'spatial-only'): ('ViT, spatial only', None), ('stasta', 'none'): ('TSM (STASTA row)', None),
+    ('stdformer', 'pretrain-frames'): ('image model (frames)', None),
+}
+
+def registered_without_rows(report: list[dict]) -> list[str]:
+    "Registered models with no trained row of their own in any record (neither a paper's model nor a named baseline)."
+    have = {e['paper'].costs[0].model for e in report if e['record'] is not None and e['paper'].full in e['record']['summary']}
+    have |= {m for (p, v), (_, m) in BASELINE_ROWS.items() if m and any(e['paper'].key == p and e['record'] is not None
+                                                                        and v in e['record']['summary'] for e in report)}
+    return [m for m in list_models() if m not in have]
+
 def tradeoff_figure(report: list[dict], path: str | Path | None = None):
     "Cost as trained (GFLOPs, log scale) against pair_acc for every row of every record; full models as stars."
     import matplotlib.pyplot as plt
@@ -452,6 +467,9 @@ def tradeoff_figure(report: list[dict], path: str | Path | None = None):
             ax.errorbar(s['gflops'], s['pair_acc'][0], yerr=s['pair_acc'][1], fmt='*' if full else 'o', color=colour,
                         ms=12 if full else 4, alpha=1 if full else .55, capsize=0, lw=.8,
                         label=f'{p.title} ({p.full})' if full else None)
+            if (p.key, v) in BASELINE_ROWS:
+                ax.annotate(BASELINE_ROWS[p.key, v][0], (s['gflops'], s['pair_acc'][0]), xytext=(4, -9),
+                            textcoords='offset points', fontsize=6.5, color=colour)
             if p.key == 'stw' and v == 'tsn': tsn = s['pair_acc'][0]
     if tsn is not None: ax.axhline(tsn, ls='--', color='grey', lw=1, label=f'TSN {tsn:.1f} %')
     ax.set(xscale='log', xlabel='GFLOPs per view as trained (tiny presets, 8 × 64²)', ylabel='pair_acc (%)',

@@ -21,7 +21,6 @@ def toy_synth(tmp_path_factory):
 
 
 def test_gpu_check_cli_at_tiny_size(toy_synth, tmp_path):
-    from actionnb.core import list_models
     out = tmp_path / 'gpu.md'
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'ACTIONNB_PROGRESS': '0'}
     r = subprocess.run([sys.executable, '-m', 'actionnb.gpu', 'check', '--preset', 'tiny', '--frames', '8', '--size', '64',
@@ -29,7 +28,10 @@ def test_gpu_check_cli_at_tiny_size(toy_synth, tmp_path):
                         '--out', str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     res = json.loads(out.with_suffix('.json').read_text())
-    assert [row['model'] for row in res['throughput']] == list_models()
+    # every model a fresh process registers (this one's registry may hold other tests' toy models)
+    registered = subprocess.run([sys.executable, '-c', 'from actionnb.core import list_models; print(list_models())'],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    assert str([row['model'] for row in res['throughput']]) == registered
     for row in res['throughput']:
         assert 'error' not in row and row['clips_per_s'] > 0 and row['gmacs'] > 0 and row['mfu'] is None, row
     assert 0 <= res['demo']['pair_acc'] <= 1 and res['demo']['epochs'] == 1

@@ -246,10 +246,12 @@ _LINK = re.compile(r'\[([^\]]+)\]\(([^)\s]+\.ipynb)\)')
 
 def learning_path(index: Path) -> list[tuple[str | None, str, str]]:
     """(section, label, notebook path relative to nbs/) in the order of the learning-path table of `index`, the
-    table rows like `| **Data** | | |` starting sections; notebooks linked elsewhere in the index follow."""
+    table rows like `| **Data** | | |` starting sections; notebooks linked elsewhere in the index (the report's summary
+    above it, say) follow."""
     nb, rows, seen, section = read(index), [], set(), None
-    for cell in nb['cells']:
-        if cell['cell_type'] != 'markdown': continue
+    md = [c for c in nb['cells'] if c['cell_type'] == 'markdown']
+    path = [c for c in md if _src(c).lstrip().startswith('## The learning path')]
+    for cell in path + [c for c in md if c not in path]:
         for line in _src(cell).splitlines():
             head = re.match(r'^\|\s*\*\*(.+?)\*\*\s*\|', line)
             if head: section = head.group(1); continue
