@@ -20,7 +20,7 @@ HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation
 $(HEADLESS_TARGETS): export MPLBACKEND = Agg
 NO_AGG := env -u MPLBACKEND
 
-.PHONY: test demo demo-control stw-ablation stasta-ablation stdformer-ablation report gpu-check test-gpu lab docs outputs check-outputs readme data install check-export check-clean clean
+.PHONY: test demo demo-control stw-ablation stasta-ablation stdformer-ablation report gpu-check gpu-wheels test-gpu lab docs outputs check-outputs readme data install check-export check-clean clean
 
 install: $(STAMP)
 
@@ -117,6 +117,11 @@ report: $(STAMP)
 gpu-check: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/python -m actionnb.gpu check --out results/gpu.md $(ARGS)
+
+# The wheels a GPU machine without a package registry lacks (CPython 3.12, manylinux x86-64) into .whl/; see the
+# docstring of tools/gpu_wheels.py for the install line there.
+gpu-wheels:
+	$(PYTHON) tools/gpu_wheels.py .whl
 
 # The training notebook on CUDA for every paper model at tiny on the small dataset, asserted to learn; skipped (with
 # its reason, never passed) without CUDA.
