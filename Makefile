@@ -61,7 +61,7 @@ test: check-export check-clean
 	@printf '%s\n' $(NOTEBOOKS) | xargs -P $(JOBS) -I{} sh -c 'log=$$(mktemp); t0=$$(date +%s); \
 	  if $(BIN)/nbdev_test --path {} > $$log 2>&1; then echo "passed {} in $$(( $$(date +%s) - t0 )) s"; rm -f $$log; \
 	  else cat $$log; rm -f $$log; echo "FAILED {}"; exit 1; fi'
-	$(BIN)/python -m pytest -n $(JOBS) -q tests
+	$(BIN)/python -m pytest -n $(JOBS) -q -m 'not gpu' tests
 
 # The main job: generate the embedded dataset if needed, train the demo TSM on it, evaluate, write runs/demo/.
 PAPERMILL = ACTIONNB_PROGRESS=0 $(BIN)/papermill --kernel python3 --no-progress-bar --log-output
@@ -127,7 +127,7 @@ gpu-wheels:
 # its reason, never passed) without CUDA.
 test-gpu: $(STAMP)
 	$(BIN)/nbdev_export
-	$(BIN)/python -m pytest -q -rs tests/test_gpu.py
+	$(BIN)/python -m pytest -q -rs -m gpu tests/test_gpu.py
 
 data: $(STAMP)
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/35_gpu.ipynb #82f1fc57
 from __future__ import annotations
-import argparse, inspect, json, os, platform, subprocess, sys, time, warnings
+import argparse, inspect, json, os, platform, re, subprocess, sys, time, warnings
 from pathlib import Path
 import torch
 from .core import create_model, get_device, get_model_spec, input_spec, list_models
@@ -17,14 +17,16 @@ __all__ = ['PEAK_BF16_TFLOPS', 'SMALL_ROOT', 'PAPER_MODELS', 'CONTROL', 'LEARNED
            'failures', 'write_gpu_report', 'learned', 'train_suite', 'main']
 
 # %% ../nbs/35_gpu.ipynb #be2ce5dc
-PEAK_BF16_TFLOPS = (   # (substring of torch.cuda.get_device_name, dense bf16 tensor-core peak, TFLOP/s; NVIDIA data sheets)
-    ('H200', 989.4), ('H100 PCIe', 756.0), ('H100', 989.4), ('A100', 312.0), ('L40S', 362.1), ('L4', 121.0),
-    ('A10', 125.0),
+PEAK_BF16_TFLOPS = (   # (word in torch.cuda.get_device_name, dense bf16 tensor-core peak, TFLOP/s: NVIDIA data sheets'
+    # figures with sparsity, halved); the more specific name first. A100, L4, A10 and L40(S) say so as words, so
+    # 'A10' does not match an A10G and 'L4' not an L40, which get no MFU rather than a wrong one.
+    ('H200', 989.5), ('H100 NVL', 835.5), ('H100 PCIe', 756.5), ('H100', 989.5), ('A100', 312.0), ('L40S', 362.05),
+    ('L40', 181.05), ('L4', 121.0), ('A10', 125.0),
 )
 
 def device_peak_tflops(name: str) -> float | None:
-    "The dense bf16 peak of a device by its name (first matching entry), or None for a device not in the table."
-    return next((p for key, p in PEAK_BF16_TFLOPS if key in name), None)
+    "The dense bf16 peak of a device by its name (the first entry found as whole words), or None for another device."
+    return next((p for key, p in PEAK_BF16_TFLOPS if re.search(rf'(?<![\w-]){re.escape(key)}(?![\w])', name)), None)
 
 def mfu(macs_per_clip: float, clips_per_s: float, peak_tflops: float | None) -> float | None:
     "Model FLOP utilisation of training: 6 · MACs · clips/s over the peak (None without a peak)."
@@ -55,8 +57,8 @@ def throughput_row(name: str, preset: str = 'paper', batch: int = 8, steps: int 
         warnings.simplefilter('ignore')
         model = create_model(name, preset, **spec.clip_kwargs(frames, size))
         xs = input_spec(model).example_inputs(frames, size, fill='randn')
-        with torch.no_grad(): macs = count_flops(model.eval(), *xs)
         if len(xs) != 1: raise ValueError(f'{name!r} takes {len(xs)} inputs; the suite times single-stream models')
+        with torch.no_grad(): macs = count_flops(model.eval(), *xs)
         r = measure_throughput(model, (batch, *xs[0].shape[1:]), mode='train', steps=steps, warmup=warmup, device=device,
                                autocast=torch.bfloat16 if bf16 else None)
     return {'model': name, 'preset': preset, 'frames': frames, 'size': size, 'batch': batch, 'params_m': count_params(model) / 1e6,
@@ -168,7 +170,7 @@ def learned(model: str, metrics: dict) -> tuple[bool, str]:
 
 def train_suite(models: tuple[str, ...] = PAPER_MODELS + (CONTROL,), data_root: str | Path = SMALL_ROOT, epochs: int = 5,
                 device: str = 'cuda', out_dir: str | Path = 'runs/gpu-suite', check: bool = True, generate: bool = True,
-                timeout: int = 3600, **params) -> list[dict]:
+                timeout: int = 1800, **params) -> list[dict]:
     """papermill `nbs/experiments/train.ipynb` per model at its `tiny` preset; each run's figures and, when `check`,
     whether it `learned`. `params` are more notebook parameters (e.g. `max_train` for a toy run)."""
     from actionnb.experiment import project_root, resolve_path
@@ -178,13 +180,16 @@ def train_suite(models: tuple[str, ...] = PAPER_MODELS + (CONTROL,), data_root: 
     for m in models:
         run = out_dir / m
         args = dict(name=m, out_dir=str(out_dir), model=m, preset='tiny', data_root=str(resolve_path(data_root)),
-                    epochs=epochs, device=device, precision='bf16', test_clips=1, **params)
+                    epochs=epochs, device=device, precision='bf16', test_clips=1,
+                    **{'workers': max(1, min(8, (os.cpu_count() or 2) - 1)), **params})
         cmd = [sys.executable, '-m', 'papermill', '--kernel', 'python3', '--no-progress-bar',
                str(root / 'nbs' / 'experiments' / 'train.ipynb'), str(out_dir / f'{m}.ipynb'), '-y', 'model_kwargs: {}']
         for k, v in args.items(): cmd += ['-p', k, str(v)]
         out_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
         p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
                            env={**os.environ, 'ACTIONNB_PROGRESS': '0', 'MPLBACKEND': 'Agg'})
+        print(f'{m}: {time.perf_counter() - t0:.0f} s', flush=True)
         if p.returncode != 0:
             results.append({'model': m, 'ok': False, 'why': f'the notebook failed: {p.stderr.strip()[-500:]}'}); continue
         met = json.loads((run / 'metrics.json').read_text())

@@ -4,8 +4,9 @@ the test is skipped with its reason: it is never counted as passed. The CPU wiri
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason='no CUDA device: the GPU training notebooks run only on a GPU (make test-gpu there)')
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason='no CUDA device: the GPU training notebooks run only on a GPU (make test-gpu there)')]
 
 
 def test_every_paper_model_learns_on_the_small_dataset():
