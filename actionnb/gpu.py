@@ -187,9 +187,12 @@ def train_suite(models: tuple[str, ...] = PAPER_MODELS + (CONTROL,), data_root: 
         for k, v in args.items(): cmd += ['-p', k, str(v)]
         out_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
-                           env={**os.environ, 'ACTIONNB_PROGRESS': '0', 'MPLBACKEND': 'Agg'})
-        print(f'{m}: {time.perf_counter() - t0:.0f} s', flush=True)
+        try:
+            p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
+                               env={**os.environ, 'ACTIONNB_PROGRESS': '0', 'MPLBACKEND': 'Agg'})
+        except subprocess.TimeoutExpired:        # one stuck model must not hide the others' results
+            results.append({'model': m, 'ok': False, 'why': f'timed out after {timeout} s'}); continue
+        finally: print(f'{m}: {time.perf_counter() - t0:.0f} s', flush=True)
         if p.returncode != 0:
             results.append({'model': m, 'ok': False, 'why': f'the notebook failed: {p.stderr.strip()[-500:]}'}); continue
         met = json.loads((run / 'metrics.json').read_text())
