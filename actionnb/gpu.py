@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse, inspect, json, os, platform, re, subprocess, sys, time, warnings
 from pathlib import Path
 import torch
-from .core import create_model, get_device, get_model_spec, input_spec, list_models
-from .profile import count_flops, count_params, measure_throughput
+from .core import get_device, get_model_spec, list_models
+from .profile import clip_model, count_flops, count_params, measure_throughput
 from .report import PAPERS
 
 # %% auto #0
@@ -52,11 +52,9 @@ def throughput_row(name: str, preset: str = 'paper', batch: int = 8, steps: int 
                    peak_tflops: float | None = None) -> dict:
     "bf16 training clips/s, peak memory and MFU of one registered model (see above)."
     frames, size = clip or paper_clip(name, preset)
-    spec = get_model_spec(name)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        model = create_model(name, preset, **spec.clip_kwargs(frames, size))
-        xs = input_spec(model).example_inputs(frames, size, fill='randn')
+        model, xs = clip_model(name, preset, frames, size)
         if len(xs) != 1: raise ValueError(f'{name!r} takes {len(xs)} inputs; the suite times single-stream models')
         with torch.no_grad(): macs = count_flops(model.eval(), *xs)
         r = measure_throughput(model, (batch, *xs[0].shape[1:]), mode='train', steps=steps, warmup=warmup, device=device,

@@ -31,7 +31,7 @@ from .learner import to_channels_last
 __all__ = ['Handle', 'SDPA_OPS', 'FLOP_HANDLES', 'IGNORED_OPS', 'count_params', 'matmul_flops', 'addmm_like_flops', 'sdpa_flops',
            'einsum_flops', 'native_mha_flops', 'register_flop_handle', 'declare_free_ops', 'flop_analysis',
            'flop_report', 'count_flops', 'peak_memory_mb', 'measure_throughput', 'model_summary', 'clip_overrides',
-           'profile_model', 'main']
+           'clip_model', 'profile_model', 'main']
 
 # %% ../nbs/32_profile.ipynb #f216ced3
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -203,15 +203,18 @@ def clip_overrides(name: str, frames: int, size: int) -> dict:
     "The builder keywords that carry `frames` and `size` for model `name`, as its `InputSpec` names them."
     return get_model_spec(name).clip_kwargs(frames, size)
 
+def clip_model(name: str, preset: str, frames: int, size: int, **overrides) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The registered model `name` at `preset`, built for `frames`×`size`² clips (plus builder `overrides`), and one
+    random clip per modality of its `InputSpec`: what the profiler, the reproduction report and the GPU check measure."""
+    model = create_model(name, preset, **clip_overrides(name, frames, size), **overrides)
+    return model, input_spec(model).example_inputs(frames, size, fill='randn')
+
 def profile_model(name: str, preset: str = 'paper', frames: int = 8, size: int = 224, num_classes: int | None = None,
                   bench: bool = False, batch: int = 1, device: str | None = None, autocast: torch.dtype | None = None,
                   steps: int = 5, summary: bool = False) -> dict[str, Any]:
     """Params and per-view GFLOPs of the registered model `name` on one clip per modality of its `InputSpec`
     (`(1, 3, frames, size, size)` RGB, `(1, 1, …)` depth); `bench` adds throughput (RGB-only models)."""
-    over = clip_overrides(name, frames, size)
-    if num_classes is not None: over['num_classes'] = num_classes
-    model = create_model(name, preset, **over)
-    xs = input_spec(model).example_inputs(frames, size, fill='randn')
+    model, xs = clip_model(name, preset, frames, size, **({} if num_classes is None else {'num_classes': num_classes}))
     try:
         with torch.no_grad(): model.eval()(*xs)
     except Exception as e:

@@ -8,8 +8,8 @@ import argparse, importlib, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from .core import create_model, get_model_spec, input_spec, list_models
-from .profile import count_flops, count_params
+from .core import get_model_spec, list_models
+from .profile import clip_model, count_flops, count_params
 
 # %% auto #0
 __all__ = ['HELD', 'NOT_HELD', 'TIE', 'NOT_RUN', 'RELATIONS', 'CHANCE', 'CHANCE_BAND', 'PAPERS', 'WITHIN', 'RULE', 'FIGURE',
@@ -282,13 +282,11 @@ WITHIN = 0.05   # the ±5 % bar of the cost acceptance
 
 def measure_cost(r: CostReading) -> dict:
     "Our params (M) and GFLOPs (one view, 1 MAC = 1 FLOP, attention included) of one reading, from the registry."
-    spec = get_model_spec(r.model)
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        model = create_model(r.model, r.preset, **spec.clip_kwargs(r.frames, r.size), **dict(r.overrides)).eval()
-        xs = input_spec(model).example_inputs(r.frames, r.size, fill='randn')
-        with torch.no_grad(): flops = count_flops(model, *xs)
+        model, xs = clip_model(r.model, r.preset, r.frames, r.size, **dict(r.overrides))
+        with torch.no_grad(): flops = count_flops(model.eval(), *xs)
     return {'params': count_params(model) / 1e6, 'gflops': flops / 1e9}
 
 def cost_ratios(r: CostReading, ours: dict) -> dict:

@@ -11,14 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / 'nbs' / 'experiments' / 'train.ipynb'
 
 
-@pytest.fixture(scope='module')
-def tiny_synth(tmp_path_factory):
-    from actionnb.synth import generate
-    root = tmp_path_factory.mktemp('synth') / 'synth-tiny'
-    generate(root, preset='mini', seed=0, workers=1, clips=(2, 1, 1), progress=False)
-    return root
-
-
 def papermill(nb: Path, out: Path, **params):
     args = [sys.executable, '-m', 'papermill', '--kernel', 'python3', '--no-progress-bar', str(nb), str(out)]
     for k, v in params.items(): args += ['-p', k, str(v)]

@@ -7,24 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope='module')
-def toy_synth(tmp_path_factory):
-    from actionnb.synth import generate
-    root = tmp_path_factory.mktemp('synth') / 'synth-toy'
-    generate(root, preset='mini', seed=0, workers=1, clips=(2, 1, 1), progress=False)
-    return root
-
-
-def test_gpu_check_cli_at_tiny_size(toy_synth, tmp_path):
+def test_gpu_check_cli_at_tiny_size(tiny_synth, tmp_path):
     out = tmp_path / 'gpu.md'
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'ACTIONNB_PROGRESS': '0'}
     r = subprocess.run([sys.executable, '-m', 'actionnb.gpu', 'check', '--preset', 'tiny', '--frames', '8', '--size', '64',
-                        '--batch', '2', '--steps', '1', '--device', 'cpu', '--demo-epochs', '1', '--demo-root', str(toy_synth),
+                        '--batch', '2', '--steps', '1', '--device', 'cpu', '--demo-epochs', '1', '--demo-root', str(tiny_synth),
                         '--out', str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     res = json.loads(out.with_suffix('.json').read_text())
@@ -43,9 +33,9 @@ def test_gpu_check_refuses_half_a_clip():
     assert r.returncode == 2 and '--frames and --size go together' in r.stderr
 
 
-def test_train_suite_wiring_for_every_paper_model(toy_synth, tmp_path):
+def test_train_suite_wiring_for_every_paper_model(tiny_synth, tmp_path):
     from actionnb.gpu import CONTROL, PAPER_MODELS, train_suite
-    res = train_suite(data_root=toy_synth, epochs=1, device='cpu', out_dir=tmp_path / 'runs', check=False,
+    res = train_suite(data_root=tiny_synth, epochs=1, device='cpu', out_dir=tmp_path / 'runs', check=False,
                       batch_size=8, workers=0, cache='none')
     assert [r['model'] for r in res] == list(PAPER_MODELS) + [CONTROL]
     bad = [f"{r['model']}: {r['why']}" for r in res if not r['ok']]

@@ -26,14 +26,6 @@ def toy_depth_net(num_classes: int = 10, num_frames: int = 8, img_size: int = 64
     return DepthOnly(num_classes)
 
 
-@pytest.fixture(scope='module')
-def tiny_synth(tmp_path_factory):
-    from actionnb.synth import generate
-    root = tmp_path_factory.mktemp('synth') / 'synth-tiny'
-    generate(root, preset='mini', seed=0, workers=1, clips=(2, 1, 1), progress=False)
-    return root
-
-
 def test_depth_model_trains_by_run_experiment_and_fuses_late(tiny_synth, tmp_path):
     from actionnb.evaluate import late_fusion, load_predictions
     from actionnb.experiment import run_experiment
