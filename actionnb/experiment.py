@@ -29,8 +29,8 @@ from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, No
 # %% auto #0
 __all__ = ['DEFAULTS', 'PARAM_CHOICES', 'PARAM_RULES', 'PATH_KEYS', 'CACHE_RAM_FRACTION', 'SUMMARY_KEYS', 'ParameterError',
            'check_params', 'project_root', 'resolve_path', 'should_generate', 'build_annotations', 'build_samplers',
-           'build_transforms', 'subset', 'build_model', 'resolve_cache', 'default_threads', 'run_experiment', 'bench',
-           'summarize']
+           'build_transforms', 'subset', 'build_model', 'resolve_cache', 'default_threads', 'resolve_compile',
+           'run_experiment', 'bench', 'summarize']
 
 # %% ../nbs/33_experiment.ipynb #2e2d5e4e
 DEFAULTS = dict(
@@ -46,7 +46,7 @@ DEFAULTS = dict(
     model='tsm_r50', preset='tiny', model_kwargs={'base_width': 32}, pretrained=None,
     # optimisation
     epochs=40, batch_size=16, lr=3e-3, optimizer='adamw', weight_decay=0.05, schedule='cosine', warmup_epochs=1.0,
-    label_smoothing=0.1, grad_clip=5.0, precision='fp32',
+    label_smoothing=0.1, grad_clip=5.0, precision='fp32', compile=False,
     # augmentation
     augment='crop+flip', mixup_alpha=0.0, cutmix_alpha=0.0,
 )
@@ -58,7 +58,7 @@ PARAM_CHOICES = {'dataset': ('synth', 'ssv2', 'csv'), 'cache': ('auto', 'memory'
                  'augment': ('none', 'flip', 'crop', 'crop+flip'), 'test_crops': (1, 3), 'on_error': ('raise', 'skip'),
                  'optimizer': ('sgd', 'adamw'), 'schedule': ('cosine', 'step', 'constant'),
                  'precision': ('fp32', 'bf16', 'fp16', 'auto'), 'resume': (False, True, 'weights'),
-                 'generate_data': ('auto', True, False)}
+                 'generate_data': ('auto', True, False), 'compile': (False, True, 'auto')}
 _ge0, _ge1, _gt0 = (lambda v: v >= 0, '>= 0'), (lambda v: v >= 1, '>= 1'), (lambda v: v > 0, '> 0')
 PARAM_RULES = {   # key: (type, None allowed, (test, the rule in words)); float parameters take ints too
     'seed': (int, False, _ge0), 'threads': (int, True, _ge1), 'workers': (int, False, _ge0),
@@ -248,6 +248,13 @@ def default_threads(p: dict) -> int:
     cores = os.cpu_count() or 1
     return cores if p['cache'] != 'none' and p['dataset'] == 'synth' else max(1, cores - p['workers'])
 
+def resolve_compile(p: dict) -> bool:
+    "`compile='auto'`: `torch.compile` the training step when inductor can build kernels here (a C++ compiler on PATH)."
+    if p['compile'] != 'auto': return bool(p['compile'])
+    import shutil
+    return any(shutil.which(cc) for cc in ('c++', 'g++', 'clang++'))
+
+
 # %% ../nbs/33_experiment.ipynb #6cc7b4ec
 def _figures(run_dir: Path, history: list[dict], scores, labels, classes, features=None):
     import matplotlib
@@ -305,7 +312,7 @@ def _run(p: dict) -> dict:
     single_view = VideoDataset(va_ann, root, build_samplers({**p, 'test_clips': 1})[1], te_t, **kw)   # per-epoch curve
     cfg = TrainConfig(epochs=p['epochs'], batch_size=p['batch_size'], lr=p['lr'], optimizer=p['optimizer'],
                       weight_decay=p['weight_decay'], schedule=p['schedule'], warmup_epochs=p['warmup_epochs'],
-                      label_smoothing=p['label_smoothing'], grad_clip=p['grad_clip'], precision=p['precision'],
+                      label_smoothing=p['label_smoothing'], grad_clip=p['grad_clip'], precision=p['precision'], compile=resolve_compile(p),
                       mixup_alpha=p['mixup_alpha'], cutmix_alpha=p['cutmix_alpha'], num_workers=p['workers'], seed=p['seed'],
                       device=p['device'],
                       out_dir=str(run_dir), resume=p['resume'], progress=p['progress'],
@@ -343,28 +350,31 @@ def _time_loader(ds, batch_size: int, workers: int, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 def _time_step(model, batch_size: int, frames: int, size: int, steps: int, threads: int, bf16: bool = False,
-               channels_last: bool = False) -> float:
-    "Clips per second of the training step alone (forward, loss, backward, AdamW step) on random clips in memory."
+               channels_last: bool = False, compile: bool = False, warmup: list | None = None) -> float:
+    """Clips per second of the training step alone (forward, loss, backward, AdamW step) on random clips in memory;
+    `compile`: through `torch.compile` (inductor), the two warm-up steps' seconds appended to `warmup`."""
     import torch.nn.functional as F
     old = torch.get_num_threads(); torch.set_num_threads(threads)
     try:
         m = copy.deepcopy(model).train()
         if channels_last: m = m.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(m.parameters(), 1e-3)
+        f = torch.compile(m) if compile else m
         x = torch.randn(batch_size, 3, frames, size, size); y = torch.randint(0, 2, (batch_size,))
-        ts = []
+        ts, t_start = [], time.perf_counter()
         for s in range(steps + 2):
             t0 = time.perf_counter()
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): loss = F.cross_entropy(m(x), y)
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): loss = F.cross_entropy(f(x), y)
             loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+            if s == 1 and warmup is not None: warmup.append(time.perf_counter() - t_start)
             if s >= 2: ts.append(time.perf_counter() - t0)               # two warm-up steps
         return batch_size / sorted(ts)[len(ts) // 2]                     # the median step
     finally: torch.set_num_threads(old)
 
-def bench(data_root: str = 'data/synth-sth-mini', batches: int = 30, steps: int = 10, **params) -> dict:
+def bench(data_root: str = 'data/synth-sth-mini', batches: int = 30, steps: int = 10, compile: bool = True, **params) -> dict:
     """The data paths and the training step of the demo configuration, measured in one run: clips/s of the decoding
-    loader (old) and of the cached loader (new), of the training step alone at 1 and 2 threads, bf16 and
-    channels-last, and the ratios. Prints a table; returns the figures."""
+    loader (old) and of the cached loader (new), of the training step alone at 1 and 2 threads, bf16, channels-last,
+    twice the batch and `torch.compile`, and the ratios. Prints a table; returns the figures."""
     import platform
     p = check_params({'data_root': data_root, 'workers': 1, **params})
     tr, _, info = build_annotations(p)
@@ -390,6 +400,17 @@ def bench(data_root: str = 'data/synth-sth-mini', batches: int = 30, steps: int 
         name = f"step_t{th}" + ('_bf16' if bf else '') + ('_cl' if cl else '')
         row(name, _time_step(spec_model, p['batch_size'], p['frames'], p['size'], steps, th, bf, cl),
             f"training step alone, {th} thread{'s' if th > 1 else ''}" + (', bf16 autocast' if bf else '') + (', channels-last' if cl else ''))
+    B = p['batch_size']
+    row('step_t2_b2x', _time_step(spec_model, 2 * B, p['frames'], p['size'], steps, 2),
+        f'training step alone, 2 threads, batch {2 * B} (per clip)')
+    if compile:                       # inductor needs a C++ compiler; a failure is a row that says so
+        warm: list = []
+        try: v, note = _time_step(spec_model, B, p['frames'], p['size'], steps, 2, compile=True, warmup=warm), ''
+        except Exception as e: v, note = float('nan'), f' failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}'
+        row('step_t2_compile', v, 'training step alone, 2 threads, torch.compile (inductor)' +
+            (note or f', {warm[0]:.0f} s to compile'))
+        out['compile_s'] = round(warm[0], 1) if warm else None
+        out['ratio_compile_vs_step2'] = out['step_t2_compile'] / out['step_t2']
     out['ratio_cache_vs_decode'] = out['data_cache_w0'] / out['data_decode_w1']
     out['ratio_step2_vs_step1'] = out['step_t2'] / out['step_t1']
     print(f"{out['machine']}, torch {out['torch']}; {p['model']} [{p['preset']}] {p['model_kwargs']}, "
@@ -397,7 +418,8 @@ def bench(data_root: str = 'data/synth-sth-mini', batches: int = 30, steps: int 
     print(f"{'path':22}{'clips/s':>9}  what")
     for name, v, note in rows: print(f'{name:22}{v:9.1f}  {note}')
     print(f"ratio: cached loader (main process) / decoding loader (1 worker) = {out['ratio_cache_vs_decode']:.2f}; "
-          f"step at 2 threads / 1 thread = {out['ratio_step2_vs_step1']:.2f}")
+          f"step at 2 threads / 1 thread = {out['ratio_step2_vs_step1']:.2f}" +
+          (f"; compiled / eager step (2 threads) = {out['ratio_compile_vs_step2']:.2f}" if compile else ''))
     return out
 
 def _cpu_bf16() -> bool:
@@ -435,10 +457,12 @@ def _main(argv=None):
     s.add_argument('run_dirs', nargs='+'); s.add_argument('--command', default='')
     b = sub.add_parser('bench', help='clips/s of the data paths and the training step (the demo configuration)')
     b.add_argument('--data-root', default='data/synth-sth-mini'); b.add_argument('--batches', type=int, default=30)
-    b.add_argument('--steps', type=int, default=10); b.add_argument('--json', default=None, help='also write the figures here')
+    b.add_argument('--steps', type=int, default=10)
+    b.add_argument('--no-compile', action='store_true', help='leave out the torch.compile row (it compiles for ~30 s)')
+    b.add_argument('--json', default=None, help='also write the figures here')
     a = ap.parse_args(argv)
     if a.cmd == 'bench':
-        r = bench(a.data_root, a.batches, a.steps)
+        r = bench(a.data_root, a.batches, a.steps, compile=not a.no_compile)
         if a.json: Path(a.json).write_text(json.dumps(r, indent=1))
         return
     print(json.dumps(summarize(a.run_dirs, a.command), indent=1))

@@ -532,6 +532,7 @@ class Learner:
         self.net = m
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(m, device_ids=[dev.index] if dev.type == 'cuda' else None)
+        self.eval_net = self.net          # evaluation runs eagerly: a compiled one would compile again per view count
         if cfg.compile: self.net = torch.compile(self.net)
         self.sampler = ResumableSampler(self.train_ds, num_replicas=self.world, rank=self.rank, shuffle=True, seed=cfg.seed)
         self.batches_per_epoch = len(self.sampler) // self.rank_bs
@@ -749,7 +750,7 @@ class Learner:
         `logits` `(N, V, K)`, `scores` `(N, K)`, `labels`, `index` (and `features`)."""
         if not hasattr(self, 'net'): self._setup()
         ds = ds if ds is not None else self.valid_ds
-        p = predict_loader(self.net, self._loader(ds, train=False, batch_size=batch_size), self.device, self.input_keys,
+        p = predict_loader(self.eval_net, self._loader(ds, train=False, batch_size=batch_size), self.device, self.input_keys,
                            self.amp_dtype, multi_label=getattr(ds, 'multi_label', None), features=features,
                            prepare=self._prepare)
         if self.world > 1:                                     # rank r holds items r, r + W, …: gather and interleave
