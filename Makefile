@@ -4,7 +4,7 @@
 #   make lab    JupyterLab on nbs/
 #   make docs   every notebook rendered to HTML under _docs/, with a sidebar
 #   make outputs  execute the teaching notebooks and store their outputs (figures) in nbs/; commit them
-#   make data   the embedded Synthetic Something dataset (mini preset) into data/
+#   make data   the embedded Synthetic Something datasets (the mini and demo presets) into data/
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -63,11 +63,12 @@ test: check-export check-clean
 	  else cat $$log; rm -f $$log; echo "FAILED {}"; exit 1; fi'
 	$(BIN)/python -m pytest -n $(JOBS) -q -m 'not gpu' tests
 
-# The main job: generate the embedded dataset if needed, train the demo TSM on it, evaluate, write runs/demo/.
+# The main job: generate the demo dataset (the demo preset: mini with 3x the training clips) if needed, train the demo
+# TSM on it, evaluate, write runs/demo/.
 PAPERMILL = ACTIONNB_PROGRESS=0 $(BIN)/papermill --kernel python3 --no-progress-bar --log-output
 demo: $(STAMP)
 	$(BIN)/nbdev_export
-	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
+	$(BIN)/python -m actionnb.synth --preset demo --out data/synth-sth-demo --seed 0 --workers $(JOBS)
 	@mkdir -p runs/demo
 	$(PAPERMILL) nbs/experiments/train.ipynb runs/demo/train.ipynb
 	@echo 'demo record: runs/demo/ (metrics.json, figures, checkpoint; executed notebook runs/demo/train.ipynb)'
@@ -75,7 +76,7 @@ demo: $(STAMP)
 # The control: the same run with the frame-averaging TSN, which cannot tell time-reversed classes apart.
 demo-control: $(STAMP)
 	$(BIN)/nbdev_export
-	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
+	$(BIN)/python -m actionnb.synth --preset demo --out data/synth-sth-demo --seed 0 --workers $(JOBS)
 	@mkdir -p runs/demo-tsn
 	$(PAPERMILL) nbs/experiments/train.ipynb runs/demo-tsn/train.ipynb -p model tsn_r50 -p name demo-tsn
 	@echo 'control record: runs/demo-tsn/'
@@ -131,6 +132,7 @@ test-gpu: $(STAMP)
 
 data: $(STAMP)
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
+	$(BIN)/python -m actionnb.synth --preset demo --out data/synth-sth-demo --seed 0 --workers $(JOBS)
 
 # Jupyter refuses to run as root without --allow-root (containers run as root). LAB_ARGS: e.g. --no-browser --port=8899.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -46,6 +46,7 @@ class Preset:
 
 PRESETS = {p.name: p for p in [
     Preset('mini',  64,  16, 24, 40, 10, 10),      # CPU and CI
+    Preset('demo',  64,  16, 24, 120, 10, 10),     # the CPU demo: mini with 3x the training clips
     Preset('small', 112, 16, 32, 200, 50, 50),     # a laptop
     Preset('full',  224, 16, 48, 1000, 200, 200),  # a GPU
 ]}

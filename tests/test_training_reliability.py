@@ -135,7 +135,7 @@ def test_plain_state_dict_as_last_pt_is_a_clear_error(tmp_path):
 def no_generate(monkeypatch):
     import actionnb.synth
     calls = []
-    monkeypatch.setattr(actionnb.synth, 'generate', lambda root, **kw: calls.append(root))
+    monkeypatch.setattr(actionnb.synth, 'generate', lambda root, **kw: calls.append((root, kw.get('preset'))))
     return calls
 
 
@@ -159,12 +159,14 @@ def test_generation_happens_at_the_default_path_or_when_asked(tmp_path, monkeypa
     import actionnb.experiment as ex
     monkeypatch.setattr(ex, 'project_root', lambda start=None: tmp_path)
     other = tmp_path / 'elsewhere'
-    for p in ({}, {'data_root': str(other), 'generate_data': True}):
+    for p in ({}, {'data_root': 'data/synth-sth-mini'}, {'data_root': str(other), 'generate_data': True}):
         with pytest.raises(Exception): ex.build_annotations(ex.check_params(p))   # the stub generates nothing to read
-    assert no_generate == [tmp_path / 'data' / 'synth-sth-mini', other]
+    # the default folder gets the demo preset, mini's folder the mini preset, any other folder (asked for) mini
+    assert no_generate == [(tmp_path / 'data' / 'synth-sth-demo', 'demo'), (tmp_path / 'data' / 'synth-sth-mini', 'mini'),
+                           (other, 'mini')]
     with pytest.raises(FileNotFoundError):
         ex.build_annotations(ex.check_params({'generate_data': False}))
-    assert len(no_generate) == 2
+    assert len(no_generate) == 3
 
 
 # ---- 11. check_params checks types and ranges ---------------------------------------------------------------------
