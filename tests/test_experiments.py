@@ -62,3 +62,27 @@ def test_stw_ablation_notebook_smoke(tiny_synth, tmp_path):
     rec3 = json.loads((tmp_path / 'results3' / 'stw_ablation.json').read_text())
     assert set(rec3['summary']) == {'stw', 'stfm>twm'} and list(rec3['orderings']) == ['parallel > STFM ⇒ TWM']
     assert rec3['runs'] == {v: rec['runs'][v] for v in ('stw', 'stfm>twm')}
+
+
+def test_stw_ablation_frames_protocol_smoke(tiny_synth, tmp_path):
+    """protocol='frames': one frame backbone is pre-trained (notebook 36), cached under out_dir, and every row starts from it."""
+    nb = ROOT / 'nbs' / 'experiments' / 'stw_ablation.ipynb'
+    kw = dict(tables='6', variants='tsn,stw', seeds=1, epochs=1, frames=4, batch_size=8, workers=0, protocol='frames',
+              pretrain_epochs=1, pretrain_per_class=4, data_root=tiny_synth, out_dir=tmp_path / 'runs', label='smoke')
+    r = papermill(nb, tmp_path / 'abl.ipynb', results_dir=tmp_path / 'results', **kw)
+    assert r.returncode == 0, r.stderr[-3000:]
+    backbones = list((tmp_path / 'runs' / 'pretrain-frames').glob('*/backbone.pt'))
+    assert len(backbones) == 1
+    for v in ('tsn', 'stw'):
+        used = json.loads((tmp_path / 'runs' / 'frames' / v / 'seed0' / 'metrics.json').read_text())['params_used']
+        assert used['pretrained'] == str(backbones[0])
+    rec = json.loads((tmp_path / 'results' / 'stw_ablation.json').read_text())
+    assert rec['protocol'] == 'frames' and set(rec['summary']) == {'tsn', 'stw'}
+    assert 'from the frame backbone of notebook 36' in (tmp_path / 'results' / 'stw_ablation.md').read_text()
+    stamp = backbones[0].stat().st_mtime_ns                      # a second call pre-trains nothing and repeats no run
+    r2 = papermill(nb, tmp_path / 'abl2.ipynb', results_dir=tmp_path / 'results2', **kw)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert backbones[0].stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / 'results2' / 'stw_ablation.json').read_text())['runs'] == rec['runs']
+    bad = papermill(nb, tmp_path / 'bad.ipynb', results_dir=None, **{**kw, 'protocol': 'imagenet'})
+    assert bad.returncode != 0 and "protocol must be 'scratch' or 'frames'" in (tmp_path / 'bad.ipynb').read_text()
