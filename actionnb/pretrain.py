@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .core import create_model, input_spec, seed_everything
-from .synth import SHAPES, TEXTURES, Scene, _background, _distractors, _object, render_frame
+from .synth import SHAPES, TEXTURES, Scene, _background, _distractors, _object, _write_json, render_frame
 from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, Normalize, ToFloatClip
 from .learner import Learner, TrainConfig, atomic_save
 from .experiment import ParameterError, resolve_path
@@ -77,9 +77,6 @@ class FrameDataset(Dataset):
 # %% ../nbs/36_pretrain.ipynb #ded60736
 PRETRAIN_DEFAULTS = dict(base_width=16, size=64, per_class=400, valid_per_class=40, epochs=30, batch_size=64, lr=3e-3,
                          weight_decay=0.05, seed=0)
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f'.{path.name}.tmp'); tmp.write_text(json.dumps(obj, indent=1) + '\n'); os.replace(tmp, path)
 
 def pretrain_name(p: dict) -> str:
     "The cache folder's name: the parameters that change the weights."
