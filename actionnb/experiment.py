@@ -21,7 +21,7 @@ import torch
 from .core import InputSpec, create_model, get_model_spec, input_spec, seed_everything
 from .datasets import Annotations, VideoDataset, estimate_decoded_bytes, load_dataset_info, parse_csv, parse_ssv2
 from .evaluate import confusion_matrix, evaluate_scores, per_class_accuracy, plot_confusion, plot_per_class, plot_tsne
-from .learner import Learner, TrainConfig, _cpu_has_bf16, atomic_save
+from .learner import Learner, TrainConfig, _cpu_has_bf16, atomic_save, to_channels_last
 from .profile import clip_overrides, count_flops, count_params
 from .sampling import DenseSampler, MultiViewSampler, TSNSampler, UniformSampler
 from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, Normalize, ResizeShortSide, ThreeCrop
@@ -45,10 +45,10 @@ DEFAULTS = dict(
     # model
     model='tsm_r50', preset='tiny', model_kwargs={'base_width': 32}, pretrained=None,
     # optimisation
-    epochs=14, batch_size=16, lr=3e-3, optimizer='adamw', weight_decay=0.05, schedule='cosine', warmup_epochs=1.0,
-    label_smoothing=0.1, grad_clip=5.0, precision='fp32', compile=False,
+    epochs=12, batch_size=16, lr=3e-3, optimizer='adamw', weight_decay=0.05, schedule='cosine', warmup_epochs=1.0,
+    label_smoothing=0.1, grad_clip=5.0, precision='fp32', channels_last=True, compile=False,
     # augmentation
-    augment='crop+flip', mixup_alpha=0.0, cutmix_alpha=0.0,
+    augment='flip', mixup_alpha=0.0, cutmix_alpha=0.0,
 )
 
 class ParameterError(ValueError):
@@ -58,7 +58,8 @@ PARAM_CHOICES = {'dataset': ('synth', 'ssv2', 'csv'), 'cache': ('auto', 'memory'
                  'augment': ('none', 'flip', 'crop', 'crop+flip'), 'test_crops': (1, 3), 'on_error': ('raise', 'skip'),
                  'optimizer': ('sgd', 'adamw'), 'schedule': ('cosine', 'step', 'constant'),
                  'precision': ('fp32', 'bf16', 'fp16', 'auto'), 'resume': (False, True, 'weights'),
-                 'generate_data': ('auto', True, False), 'compile': (False, True, 'auto')}
+                 'generate_data': ('auto', True, False), 'compile': (False, True, 'auto'),
+                 'channels_last': (False, True)}
 _ge0, _ge1, _gt0 = (lambda v: v >= 0, '>= 0'), (lambda v: v >= 1, '>= 1'), (lambda v: v > 0, '> 0')
 PARAM_RULES = {   # key: (type, None allowed, (test, the rule in words)); float parameters take ints too
     'seed': (int, False, _ge0), 'threads': (int, True, _ge1), 'workers': (int, False, _ge0),
@@ -320,6 +321,7 @@ def _run(p: dict) -> dict:
     cfg = TrainConfig(epochs=p['epochs'], batch_size=p['batch_size'], lr=p['lr'], optimizer=p['optimizer'],
                       weight_decay=p['weight_decay'], schedule=p['schedule'], warmup_epochs=p['warmup_epochs'],
                       label_smoothing=p['label_smoothing'], grad_clip=p['grad_clip'], precision=p['precision'], compile=resolve_compile(p),
+                      channels_last=p['channels_last'],
                       mixup_alpha=p['mixup_alpha'], cutmix_alpha=p['cutmix_alpha'], num_workers=p['workers'], seed=p['seed'],
                       device=p['device'],
                       out_dir=str(run_dir), resume=p['resume'], progress=p['progress'],
@@ -364,10 +366,11 @@ def _time_step(model, batch_size: int, frames: int, size: int, steps: int, threa
     old = torch.get_num_threads(); torch.set_num_threads(threads)
     try:
         m = copy.deepcopy(model).train()
-        if channels_last: m = m.to(memory_format=torch.channels_last)
+        if channels_last: to_channels_last(m)                 # the Learner's layout: weights and clips channels-last
         opt = torch.optim.AdamW(m.parameters(), 1e-3)
         f = torch.compile(m) if compile else m
         x = torch.randn(batch_size, 3, frames, size, size); y = torch.randint(0, 2, (batch_size,))
+        if channels_last: x = x.contiguous(memory_format=torch.channels_last_3d)
         ts, t_start = [], time.perf_counter()
         for s in range(steps + 2):
             t0 = time.perf_counter()
@@ -380,27 +383,28 @@ def _time_step(model, batch_size: int, frames: int, size: int, steps: int, threa
 
 def bench(data_root: str = 'data/synth-sth-mini', batches: int = 30, steps: int = 10, compile: bool = True, **params) -> dict:
     """The data paths and the training step of the demo configuration, measured in one run: clips/s of the decoding
-    loader (old) and of the cached loader (new), of the training step alone at 1 and 2 threads, bf16, channels-last,
-    twice the batch and `torch.compile`, and the ratios. Prints a table; returns the figures."""
+    loader with the old demo's crop+flip (old) and of the cached loader with the demo's augmentation (new), of the
+    training step alone at 1 and 2 threads, bf16, channels-last, twice the batch and `torch.compile`, and the ratios. Prints a table; returns the figures."""
     import platform
     p = check_params({'data_root': data_root, 'workers': 1, **params})
     tr, _, info = build_annotations(p)
     root = resolve_path(p['data_root'])
     tf = build_transforms(p, info, InputSpec())[0]
+    tf_old = build_transforms({**p, 'augment': 'crop+flip'}, info, InputSpec())[0]   # the demo's until issue 12
     sampler = build_samplers(p)[0]
     spec_model = build_model(p, tr.num_classes)
-    out = {'machine': _machine(), 'torch': torch.__version__, 'config': {k: p[k] for k in ('model', 'preset', 'model_kwargs', 'frames', 'size', 'batch_size')}}
+    out = {'machine': _machine(), 'torch': torch.__version__, 'config': {k: p[k] for k in ('model', 'preset', 'model_kwargs', 'frames', 'size', 'batch_size', 'augment')}}
     rows = []
     def row(name, v, note=''): rows.append((name, v, note)); out[name] = v
     t0 = time.perf_counter()
     cached = VideoDataset(tr, root, sampler, tf, cache='memory', cache_dir=resolve_path(p['out_dir']) / 'cache', seed=0)
     out['cache_build_s'], out['cache_mb'] = round(time.perf_counter() - t0, 1), round(cached._cache.nbytes / 2**20, 1)
-    plain = VideoDataset(tr, root, sampler, tf, seed=0)
+    plain = VideoDataset(tr, root, sampler, tf_old, seed=0)
     old = torch.get_num_threads(); torch.set_num_threads(1)
     try:
         for w in (0, 1):
-            row(f'data_decode_w{w}', _time_loader(plain, p['batch_size'], w, batches), f'decode every epoch, {w} workers')
-            row(f'data_cache_w{w}', _time_loader(cached, p['batch_size'], w, batches), f'cache, {w} workers')
+            row(f'data_decode_w{w}', _time_loader(plain, p['batch_size'], w, batches), f'decode every epoch, crop+flip, {w} workers')
+            row(f'data_cache_w{w}', _time_loader(cached, p['batch_size'], w, batches), f"cache, {p['augment']}, {w} workers")
     finally: torch.set_num_threads(old)
     for th, bf, cl in ((1, False, False), (2, False, False), (2, False, True), (2, True, False)):
         if bf and not _cpu_has_bf16(): continue
@@ -420,12 +424,14 @@ def bench(data_root: str = 'data/synth-sth-mini', batches: int = 30, steps: int 
         out['ratio_compile_vs_step2'] = out['step_t2_compile'] / out['step_t2']
     out['ratio_cache_vs_decode'] = out['data_cache_w0'] / out['data_decode_w1']
     out['ratio_step2_vs_step1'] = out['step_t2'] / out['step_t1']
+    out['ratio_demo_step_vs_old'] = out['step_t2_cl'] / out['step_t1']   # the demo's step now / before issue 12
     print(f"{out['machine']}, torch {out['torch']}; {p['model']} [{p['preset']}] {p['model_kwargs']}, "
           f"{p['frames']}x{p['size']}^2, batch {p['batch_size']}; cache {out['cache_mb']} MiB built in {out['cache_build_s']} s")
     print(f"{'path':22}{'clips/s':>9}  what")
     for name, v, note in rows: print(f'{name:22}{v:9.1f}  {note}')
     print(f"ratio: cached loader (main process) / decoding loader (1 worker) = {out['ratio_cache_vs_decode']:.2f}; "
-          f"step at 2 threads / 1 thread = {out['ratio_step2_vs_step1']:.2f}" +
+          f"step at 2 threads / 1 thread = {out['ratio_step2_vs_step1']:.2f}; the demo's step now (2 threads, channels-last) / "
+          f"before (1 thread) = {out['ratio_demo_step_vs_old']:.2f}" +
           (f"; compiled / eager step (2 threads) = {out['ratio_compile_vs_step2']:.2f}" if compile else ''))
     return out
 

@@ -162,3 +162,31 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert 'last good checkpoint' in str(e.value) and '(step 2)' in str(e.value)
     ck = load_checkpoint(tmp_path / 'last.pt')
     assert ck['step'] == 2 and all(torch.isfinite(v).all() for v in ck['model'].values())
+
+
+def test_channels_last_changes_the_layout_not_the_logits():
+    """`channels_last=True` (the experiment default) as the Learner applies it (`to_channels_last` on the weights, the
+    clip in channels_last_3d): every registered model must accept it and give the contiguous logits up to rounding."""
+    import copy
+    import warnings
+    from actionnb.core import list_models
+    from actionnb.gpu import paper_clip
+    from actionnb.learner import to_channels_last
+    from actionnb.profile import clip_model
+    bad = []
+    for name in list_models():
+        if name.startswith('_'): continue
+        frames, size = paper_clip(name, 'tiny')
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            model, xs = clip_model(name, 'tiny', frames, min(size, 64))
+            model.eval()
+            with torch.no_grad():
+                want = model(*xs)
+                cl = to_channels_last(copy.deepcopy(model))
+                got = cl(*[x.contiguous(memory_format=torch.channels_last_3d) if x.ndim == 5 else x for x in xs])
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in cl.parameters() if p.ndim == 4), name
+        err = (got - want).abs().max().item()
+        if not err <= 1e-4 * (1 + want.abs().max().item()): bad.append(f'{name}: max |diff| {err:.2e}')
+    assert not bad, bad
