@@ -16,11 +16,11 @@ JOBS ?= 2
 export PYTHONHASHSEED := 0
 # Matplotlib's Agg backend, for the headless jobs only (tests, papermill runs): it displays nothing, so the targets that
 # show figures to readers (lab, docs, outputs) run their kernels without $$MPLBACKEND, whatever the caller's shell has.
-HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation stw-ablation-frames stasta-ablation stdformer-ablation data report gpu-check test-gpu
+HEADLESS_TARGETS := test check-export check-clean demo demo-control stw-ablation stasta-ablation stdformer-ablation data report gpu-check test-gpu
 $(HEADLESS_TARGETS): export MPLBACKEND = Agg
 NO_AGG := env -u MPLBACKEND
 
-.PHONY: test demo demo-control stw-ablation stw-ablation-frames stasta-ablation stdformer-ablation report gpu-check gpu-wheels test-gpu lab docs outputs check-outputs readme data install check-export check-clean clean
+.PHONY: test demo demo-control stw-ablation stasta-ablation stdformer-ablation report gpu-check gpu-wheels test-gpu lab docs outputs check-outputs readme data install check-export check-clean clean
 
 install: $(STAMP)
 
@@ -81,21 +81,14 @@ demo-control: $(STAMP)
 	$(PAPERMILL) nbs/experiments/train.ipynb runs/demo-tsn/train.ipynb -p model tsn_r50 -p name demo-tsn
 	@echo 'control record: runs/demo-tsn/'
 
-# STW's ablations (Tables 5, 6, 8) on the embedded dataset; writes results/stw_ablation.md and .json.
+# STW's ablations under the chosen protocol (every row from the frame backbone of nbs/36_pretrain.ipynb, pre-trained
+# once, ~5 min, cached under runs/stw_ablation/pretrain-frames/; Tables 6, 8 and the gain rows, 12 epochs, 3 seeds, about
+# 50 min on 2 cores); writes results/stw_ablation.md and .json. Other rows or protocols: ARGS='-p protocol scratch ...'.
 stw-ablation: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
 	@mkdir -p runs/stw_ablation
-	$(PAPERMILL) nbs/experiments/stw_ablation.ipynb runs/stw_ablation/stw_ablation.ipynb
-
-# The same rows started from the frame backbone of nbs/36_pretrain.ipynb (pre-trained once, ~5 min, cached under
-# runs/stw_ablation/pretrain-frames/): Table 6 and the gain rows, 12 epochs, 3 seeds; writes results/stw_ablation_frames.md.
-stw-ablation-frames: $(STAMP)
-	$(BIN)/nbdev_export
-	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
-	@mkdir -p runs/stw_ablation
-	$(PAPERMILL) nbs/experiments/stw_ablation.ipynb runs/stw_ablation/frames.ipynb -p protocol frames -p tables 6,gain \
-	    -p variants tsn,tsm,stfm,twm,stw,stw-g0 -p seeds 3 -p epochs 12 -p results_name stw_ablation_frames -p label cpu-frames-12ep
+	$(PAPERMILL) nbs/experiments/stw_ablation.ipynb runs/stw_ablation/stw_ablation.ipynb $(ARGS)
 
 # STASTA's ablations (Tables 3, 4; 5 variants x 3 seeds, from scratch) on the embedded dataset; writes
 # results/stasta_ablation.md and .json. About an hour on 2 cores.

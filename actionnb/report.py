@@ -136,8 +136,9 @@ PAPERS = (
           ("STFM's \"2D convolution\" read as a grouped 1×1 plus one depthwise 3×3: the only kernel reading inside 33.5–34.5 G.",
            'The channel groups and the initialisation are not given: a fixed permutation with a shift initialisation, so STFM '
            'starts as a C/4-fold TSM shift.',
-           'The parallel sum STFM + TWM is kept as written; from scratch it trains below STFM alone (see '
-           '`results/stw_parallel.md`: with TWM scaled by a learned γ from 0 it does not).')),
+           'The parallel sum STFM + TWM is kept as written: from the frame backbone it is level with STFM alone and below '
+           'both vertical orders; from scratch it trains far below STFM alone (`results/stw_parallel.md`). TWM scaled by a '
+           'learned γ from 0 is the best STW row from scratch and the steadiest from either start.')),
     Paper('ctn', 'CTN', '21_ctn.ipynb', 'ctn_ablation', 'actionnb.models.ctn:CTN_ABLATIONS', ('EK-100', 'Diving-48'), 'ctn',
           (CostReading('R1: eq. 4.5, stem stride 4 in time (`paper`)', 'ctn', 'paper', 8, paper_params=88.6, paper_gflops=358,
                        source='Tables 4.3, 4.7'),

@@ -42,20 +42,23 @@ def test_train_notebook_rejects_unknown_parameter(tiny_synth, tmp_path):
 def test_stw_ablation_notebook_smoke(tiny_synth, tmp_path):
     nb = ROOT / 'nbs' / 'experiments' / 'stw_ablation.ipynb'
     r = papermill(nb, tmp_path / 'abl.ipynb', tables='8', seeds=2, epochs=1, frames=4, batch_size=8, workers=0,
-                  data_root=tiny_synth, out_dir=tmp_path / 'runs', results_dir=tmp_path / 'results', label='smoke')
+                  protocol='scratch', data_root=tiny_synth, out_dir=tmp_path / 'runs', results_dir=tmp_path / 'results',
+                  label='smoke')
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads((tmp_path / 'results' / 'stw_ablation.json').read_text())
+    # the record's command spells out every parameter, so it reruns this table whatever the notebook's defaults become
+    assert all(f'-p {k} ' in rec['command'] for k in rec['parameters']) and '-p protocol scratch' in rec['command']
     assert set(rec['summary']) == {'stw', 'stfm>twm', 'twm>stfm'}
     assert all(len(v) == 2 for v in rec['runs'].values())
     md = (tmp_path / 'results' / 'stw_ablation.md').read_text()
     assert 'Table 8' in md and '46.3%' in md and 'Orderings of the paper' in md
     # a second call finds every run done and repeats none of them
-    r2 = papermill(nb, tmp_path / 'abl2.ipynb', tables='8', seeds=2, epochs=1, frames=4, batch_size=8, workers=0,
+    r2 = papermill(nb, tmp_path / 'abl2.ipynb', tables='8', protocol='scratch', seeds=2, epochs=1, frames=4, batch_size=8, workers=0,
                    data_root=tiny_synth, out_dir=tmp_path / 'runs', results_dir=tmp_path / 'results2', label='smoke')
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert json.loads((tmp_path / 'results2' / 'stw_ablation.json').read_text())['runs'] == rec['runs']
     # variants= keeps some rows of the tables (the runs above are found done); only the claims whose rows ran are judged
-    r3 = papermill(nb, tmp_path / 'abl3.ipynb', tables='8', variants='stw,stfm>twm', seeds=2, epochs=1, frames=4,
+    r3 = papermill(nb, tmp_path / 'abl3.ipynb', tables='8', variants='stw,stfm>twm', protocol='scratch', seeds=2, epochs=1, frames=4,
                    batch_size=8, workers=0, data_root=tiny_synth, out_dir=tmp_path / 'runs', results_dir=tmp_path / 'results3',
                    label='smoke')
     assert r3.returncode == 0, r3.stderr[-3000:]
