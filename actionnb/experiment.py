@@ -45,7 +45,7 @@ DEFAULTS = dict(
     # model
     model='tsm_r50', preset='tiny', model_kwargs={'base_width': 32}, pretrained=None,
     # optimisation
-    epochs=12, batch_size=16, lr=3e-3, optimizer='adamw', weight_decay=0.05, schedule='cosine', warmup_epochs=1.0,
+    epochs=10, batch_size=16, lr=3e-3, optimizer='adamw', weight_decay=0.05, schedule='cosine', warmup_epochs=1.0,
     label_smoothing=0.1, grad_clip=5.0, precision='fp32', channels_last=True, compile=False,
     # augmentation
     augment='flip', mixup_alpha=0.0, cutmix_alpha=0.0,
