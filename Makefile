@@ -82,8 +82,8 @@ demo-control: $(STAMP)
 	@echo 'control record: runs/demo-tsn/'
 
 # STW's ablations under the chosen protocol (every row from the frame backbone of nbs/36_pretrain.ipynb, pre-trained
-# once, ~5 min, cached under runs/stw_ablation/pretrain-frames/; Tables 6, 8 and the gain rows, 12 epochs, 3 seeds, about
-# 50 min on 2 cores); writes results/stw_ablation.md and .json. Other rows or protocols: ARGS='-p protocol scratch ...'.
+# once, ~5 min, cached under runs/stw_ablation/pretrain-frames/; Tables 6, 8 and the gain rows, 12 epochs, 3 seeds, 55 min
+# on a 2-core Intel Xeon); writes results/stw_ablation.md and .json. Other rows or protocols: ARGS='-p protocol scratch ...'.
 stw-ablation: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)

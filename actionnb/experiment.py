@@ -21,7 +21,7 @@ import torch
 from .core import InputSpec, create_model, get_model_spec, input_spec, seed_everything
 from .datasets import Annotations, VideoDataset, estimate_decoded_bytes, load_dataset_info, parse_csv, parse_ssv2
 from .evaluate import confusion_matrix, evaluate_scores, per_class_accuracy, plot_confusion, plot_per_class, plot_tsne
-from .learner import Learner, TrainConfig, _cpu_has_bf16, atomic_save, to_channels_last
+from .learner import Learner, TrainConfig, _cpu_has_bf16, atomic_save, clip_channels_last, to_channels_last
 from .profile import clip_overrides, count_flops, count_params
 from .sampling import DenseSampler, MultiViewSampler, TSNSampler, UniformSampler
 from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, Normalize, ResizeShortSide, ThreeCrop
@@ -370,7 +370,7 @@ def _time_step(model, batch_size: int, frames: int, size: int, steps: int, threa
         opt = torch.optim.AdamW(m.parameters(), 1e-3)
         f = torch.compile(m) if compile else m
         x = torch.randn(batch_size, 3, frames, size, size); y = torch.randint(0, 2, (batch_size,))
-        if channels_last: x = x.contiguous(memory_format=torch.channels_last_3d)
+        if channels_last: x = clip_channels_last(x)
         ts, t_start = [], time.perf_counter()
         for s in range(steps + 2):
             t0 = time.perf_counter()

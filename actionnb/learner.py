@@ -30,10 +30,11 @@ from .core import get_device, seed_everything
 # %% auto #0
 __all__ = ['LOSSES', 'NO_DECAY_KEYS', 'RESUME_KEYS', 'RESUME_FREE_KEYS', 'OPTIMISER_KEYS', 'CHECKPOINT_KEYS', 'AVERAGE_MODES',
            'TIMING_KEYS', 'soft_target_cross_entropy', 'make_loss', 'param_groups', 'WarmupSchedule',
-           'resolve_precision', 'to_channels_last', 'enable_activation_checkpointing', 'rng_state', 'set_rng_state',
-           'atomic_save', 'load_checkpoint', 'CheckpointMismatchError', 'NonFiniteLossError', 'NonFiniteWeightsError',
-           'check_checkpoint', 'check_compatible', 'init_distributed', 'ResumableSampler', 'average_views',
-           'batch_inputs', 'predict_loader', 'collect_predictions', 'scores_metrics', 'TrainConfig', 'Learner']
+           'resolve_precision', 'to_channels_last', 'clip_channels_last', 'enable_activation_checkpointing',
+           'rng_state', 'set_rng_state', 'atomic_save', 'load_checkpoint', 'CheckpointMismatchError',
+           'NonFiniteLossError', 'NonFiniteWeightsError', 'check_checkpoint', 'check_compatible', 'init_distributed',
+           'ResumableSampler', 'average_views', 'batch_inputs', 'predict_loader', 'collect_predictions',
+           'scores_metrics', 'TrainConfig', 'Learner']
 
 # %% ../nbs/30_learner.ipynb #c5f0f0a0
 def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -134,6 +135,10 @@ def to_channels_last(model: nn.Module) -> nn.Module:
         if p.ndim == 4: p.data = p.data.contiguous(memory_format=torch.channels_last)
         elif p.ndim == 5: p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
     return model
+
+def clip_channels_last(x: torch.Tensor) -> torch.Tensor:
+    "A 5-D clip batch (B, C, T, H, W) in the channels-last-3d layout that a `to_channels_last` model runs fastest on; other tensors as they are."
+    return x.contiguous(memory_format=torch.channels_last_3d) if x.ndim == 5 else x
 
 def enable_activation_checkpointing(model: nn.Module, block: str | bool = True) -> nn.Module:
     "Recompute activations in backward: `block=True` uses the model's `set_grad_checkpointing`; a class name checkpoints every submodule of that class."
@@ -661,7 +666,7 @@ class Learner:
         return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last_3d) if self.cfg.channels_last and x.ndim == 5 else x
+        return clip_channels_last(x) if self.cfg.channels_last else x
 
     def _to_device(self, batch: dict) -> dict:
         "The batch with its model inputs on the device (channels-last if asked) and `label` as a tensor there."

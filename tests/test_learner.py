@@ -165,13 +165,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_channels_last_changes_the_layout_not_the_logits():
-    """`channels_last=True` (the experiment default) as the Learner applies it (`to_channels_last` on the weights, the
-    clip in channels_last_3d): every registered model must accept it and give the contiguous logits up to rounding."""
+    """`channels_last=True` (the experiment default) as the Learner applies it (`to_channels_last` on the weights,
+    `clip_channels_last` on the clip): every registered model must accept it and give the contiguous logits up to rounding."""
     import copy
     import warnings
     from actionnb.core import list_models
     from actionnb.gpu import paper_clip
-    from actionnb.learner import to_channels_last
+    from actionnb.learner import clip_channels_last, to_channels_last
     from actionnb.profile import clip_model
     bad = []
     for name in list_models():
@@ -185,7 +185,7 @@ def test_channels_last_changes_the_layout_not_the_logits():
             with torch.no_grad():
                 want = model(*xs)
                 cl = to_channels_last(copy.deepcopy(model))
-                got = cl(*[x.contiguous(memory_format=torch.channels_last_3d) if x.ndim == 5 else x for x in xs])
+                got = cl(*[clip_channels_last(x) for x in xs])
         assert all(p.is_contiguous(memory_format=torch.channels_last) for p in cl.parameters() if p.ndim == 4), name
         err = (got - want).abs().max().item()
         if not err <= 1e-4 * (1 + want.abs().max().item()): bad.append(f'{name}: max |diff| {err:.2e}')
