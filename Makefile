@@ -91,12 +91,13 @@ stw-ablation: $(STAMP)
 	$(PAPERMILL) nbs/experiments/stw_ablation.ipynb runs/stw_ablation/stw_ablation.ipynb $(ARGS)
 
 # STASTA's ablations (Tables 3, 4; 5 variants x 3 seeds, from scratch) on the embedded dataset; writes
-# results/stasta_ablation.md and .json. About an hour on 2 cores.
+# results/stasta_ablation.md and .json. About an hour on 2 cores. From notebook 36's frame backbone (results/
+# stasta_ablation_frames.md): make stasta-ablation ARGS='-p protocol frames -p epochs 12 -p label cpu-frames-12ep'.
 stasta-ablation: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/python -m actionnb.synth --preset mini --out data/synth-sth-mini --seed 0 --workers $(JOBS)
 	@mkdir -p runs/stasta_ablation
-	$(PAPERMILL) nbs/experiments/stasta_ablation.ipynb runs/stasta_ablation/stasta_ablation.ipynb
+	$(PAPERMILL) nbs/experiments/stasta_ablation.ipynb runs/stasta_ablation/stasta_ablation.ipynb $(ARGS)
 
 # STD-Former's ablations (Tables 2, 4, 3; 10 variants x 3 seeds, from the pre-trained image model) on the embedded
 # dataset; writes results/stdformer_ablation.md and .json. Several hours on 2 cores; a subset: make stdformer-ablation ARGS='-p tables 2'.

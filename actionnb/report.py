@@ -212,7 +212,7 @@ PAPERS = (
            "K/V pool strides follow MViT's adaptive 4 → 2 → 1, and the short-term pool is AvgPool2d(3, 2, 1): with these the "
            'eight figures of Tables 1–2 land within 0.2 %.',
            'Only "192" is given for the stem: widths (64, 96, 192).')),
-    Paper('stasta', 'STASTA', '25_stasta.ipynb', 'stasta_ablation', 'actionnb.models.stasta:STASTA_ABLATIONS', ('SSv1',), 'both',
+    Paper('stasta', 'STASTA', '25_stasta.ipynb', 'stasta_ablation_frames', 'actionnb.models.stasta:STASTA_ABLATIONS', ('SSv1',), 'both',
           (CostReading('TSM-R50 with a shared-weight half-rate path (`paper`)', 'stasta_r50', 'paper', 8, paper_params=24.8,
                        paper_gflops=40, source='Table 1'),
            CostReading('the same, 16 frames (`paper_16f`)', 'stasta_r50', 'paper_16f', 16, paper_params=24.8, paper_gflops=80,

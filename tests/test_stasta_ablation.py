@@ -1,6 +1,6 @@
 """A papermill smoke run of STASTA's ablation notebook (nbs/experiments/stasta_ablation.ipynb) on a tiny synthetic
 dataset, one epoch, one seed: Table 3 (four variants), the same again with Table 4 (only its new variant trained),
-the 'frames' protocol (a frame classifier first, its ResNet loaded into every row), and a bad parameter."""
+the 'frames' protocol (notebook 36's frame backbone at the rows' width, loaded into every row), and a bad parameter."""
 import json
 import sys
 from pathlib import Path
@@ -49,15 +49,20 @@ def test_stasta_ablation_notebook_smoke(tmp_path):
     assert m['params_used']['model_kwargs'] == {'modules': 'both', 'order': 'dmta>stafsff'}
     assert '### Table 4: the order' in (tmp_path / 'results2' / 'stasta_ablation.md').read_text()
     r3 = papermill(nb, tmp_path / 'fr.ipynb', results_dir=tmp_path / 'results3',
-                   **{**kw, 'tables': '4', 'protocol': 'frames', 'pretrain_epochs': 1})   # 3 variants
+                   **{**kw, 'tables': '4', 'protocol': 'frames', 'pretrain_epochs': 1, 'pretrain_per_class': 3})   # 3 variants
     assert r3.returncode == 0, r3.stderr[-3000:]
-    assert (tmp_path / 'results3' / 'stasta_ablation_frames.json').exists()
-    pre = json.loads((tmp_path / 'runs' / 'frames' / 'pretrain-frames' / 'seed0' / 'metrics.json').read_text())
-    assert pre['params_used']['model'] == 'tsn_r50' and pre['params_used']['model_kwargs']['base_width'] == 32
-    resnet = torch.load(tmp_path / 'runs' / 'frames' / 'pretrain-frames' / 'seed0' / 'resnet.pt', weights_only=True)
+    rec3 = json.loads((tmp_path / 'results3' / 'stasta_ablation_frames.json').read_text())
+    run = tmp_path / 'runs' / 'pretrain-frames' / 'tsn-tiny-w32-64px-3x25-e1-seed0'     # notebook 36's cache, the rows' width
+    pre = json.loads((run / 'pretrain.json').read_text())
+    assert pre['params']['base_width'] == 32 and pre['frames']['train'] == 75
+    assert rec3['pretrain']['valid_top1'] == pre['valid_top1'] and rec3['pretrain']['path'].endswith('backbone.pt')
+    resnet = torch.load(run / 'backbone.pt', weights_only=True)
     assert 'conv1.weight' in resnet and not any(k.startswith('fc.') for k in resnet)
-    both = json.loads((tmp_path / 'runs' / 'frames' / 'both' / 'seed0' / 'metrics.json').read_text())
-    assert both['params_used']['pretrained'].endswith('resnet.pt')
+    for v in ('none', 'both', 'dmta>stafsff'):                      # every row and seed starts from the same file
+        m = json.loads((tmp_path / 'runs' / 'frames' / v / 'seed0' / 'metrics.json').read_text())
+        assert m['params_used']['pretrained'] == rec3['pretrain']['path']
+    md3 = (tmp_path / 'results3' / 'stasta_ablation_frames.md').read_text()
+    assert 'the frame backbone of notebook 36' in md3 and 'pretrain_per_class' in md3
     r4 = papermill(nb, tmp_path / 'bad.ipynb', results_dir=tmp_path / 'results4', **{**kw, 'tables': '3,5'})
     out = r4.stderr + r4.stdout
     assert r4.returncode != 0 and 'ParameterError' in out and 'tables must be' in out
