@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .core import check_clip
-from .tokenization import PatchEmbed
+from .tokenization import PatchEmbed, _check_divisible
 from .attention import Block, make_blocks
 
 # %% auto #0
 __all__ = ['I3D_INFLATE', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet50', 'resnet18', 'randomize_batchnorm', 'InflatedConv3d',
            'inflate_conv2d', 'inflate_batchnorm', 'inflate_resnet', 'QuickGELU', 'VisionTransformer', 'vit_b16',
-           'clip_vit_b16', 'open_clip_to_timm']
+           'clip_vit_b16', 'open_clip_to_timm', 'ResNetStem', 'HybridPatchEmbed', 'hybrid_patch_embed']
 
 # %% ../nbs/13_backbones.ipynb #65fb72b8
 def _conv3x3(cin, cout, stride=1): return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -366,3 +366,53 @@ def open_clip_to_timm(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
                 if re.match(pat, k): out[re.sub(pat, rep, k)] = v; break
             else: out[k] = v                                           # unknown: will show up as unexpected
     return out, ignored
+
+# %% ../nbs/13_backbones.ipynb #a85b2334
+class ResNetStem(nn.Module):
+    """ViT-hybrid's patch projection (ViT §3.1): a ResNet's stem and first `stages` stages, then a 1×1 conv to
+    `embed_dim`: frames `(N, C, H, W)` → `(N, D, H/P, W/P)`, P = `stride` = 2^(stages+1). torchvision's names
+    (`conv1`, `bn1`, `layer<i>`) beside the new `proj`; `block`, `layers`, `base_width` as `ResNet` (default: the
+    tiny frame backbone of notebook 36, one basic block per stage)."""
+    def __init__(self, embed_dim: int, stages: int = 2, block: str | type = 'basic', layers: Sequence[int] = (1, 1, 1, 1),
+                 base_width: int = 32, in_chans: int = 3):
+        super().__init__()
+        if not 1 <= stages <= 4: raise ValueError(f'ResNetStem: stages must be 1..4 (strides 4..32), got {stages}')
+        r = ResNet(block, layers, in_chans=in_chans, base_width=base_width)
+        self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
+        for i in range(1, stages + 1): setattr(self, f'layer{i}', getattr(r, f'layer{i}'))
+        self.stages, self.stride, self.in_channels = stages, 2 ** (stages + 1), in_chans
+        self.feature_dim = [m for m in getattr(self, f'layer{stages}').modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
+        self.proj = nn.Conv2d(self.feature_dim, embed_dim, 1)          # W_p, b_p: new, PyTorch's default init
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        "F: `(N, C, H, W)` → `(N, C_S, H/P, W/P)`, the stage-`stages` feature map."
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(1, self.stages + 1): x = getattr(self, f'layer{i}')(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.proj(self.features(x))
+
+    def resnet_keys(self, sd: Mapping[str, torch.Tensor], prefix: str = '') -> dict[str, torch.Tensor] | None:
+        """A torchvision-named ResNet state dict → this stem's names under `prefix`: the stem and stages ≤ `stages` get
+        the prefix; the rest (later stages, `fc`) keep their names, so `load_pretrained` reports them unexpected.
+        None when `sd` is no ResNet's (no `conv1.weight` and `layer1.*`): a model's `adapt_state_dict` then goes on."""
+        if 'conv1.weight' not in sd or not any(k.startswith('layer1.') for k in sd): return None
+        mine = {'conv1', 'bn1', *(f'layer{i}' for i in range(1, self.stages + 1))}
+        return {(prefix + k if k.split('.')[0] in mine else k): v for k, v in sd.items()}
+
+class HybridPatchEmbed(PatchEmbed):
+    "`PatchEmbed` whose `proj` is a `ResNetStem` (a ViT-hybrid's tokenizer): same interface, same token grid."
+    def token_grid(self, size: tuple) -> tuple[int, int, int]:
+        "`(T, H/P, W/P)`: the stem's convolutions pad to keep every stride exact on a multiple of P."
+        t, h, w = size
+        _check_divisible((h, w), self.patch_size)
+        return (t, h // self.patch_size[0], w // self.patch_size[1])
+
+def hybrid_patch_embed(img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
+                       **stem_kw) -> HybridPatchEmbed:
+    "A `PatchEmbed` of `patch_size` (4, 8, 16 or 32) made by a `ResNetStem` of stride `patch_size` (`stem_kw`: its options)."
+    stages = {4: 1, 8: 2, 16: 3, 32: 4}.get(patch_size)
+    if stages is None: raise ValueError(f'hybrid_patch_embed: patch_size must be 4, 8, 16 or 32 (a ResNet stride), got {patch_size}')
+    pe = HybridPatchEmbed(img_size, patch_size, in_chans, embed_dim)
+    pe.proj = ResNetStem(embed_dim, stages, in_chans=in_chans, **stem_kw)
+    return pe

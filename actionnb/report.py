@@ -157,7 +157,7 @@ PAPERS = (
            'make one token step and 19.3 G, far from 358 G. Only R4 (16 frames, no stride, 2 FLOPs per MAC) fits the figure.',
            'The final model drops the position embedding; the tiny preset keeps the paper\'s strides, so its transformer sees '
            'one time step.')),
-    Paper('rpe_stdt', 'RPE-STDT', '22_rpe_stdt.ipynb', 'rpe_stdt_ablation', 'actionnb.models.rpe_stdt:RPE_STDT_ABLATIONS',
+    Paper('rpe_stdt', 'RPE-STDT', '22_rpe_stdt.ipynb', 'rpe_stdt_ablation_frames', 'actionnb.models.rpe_stdt:RPE_STDT_ABLATIONS',
           ('UCF-101', 'HMDB-51', 'Diving-48'), 'rpe-stdt',
           (CostReading('the text: L_S = 8, D_t = 768 (`paper`)', 'rpe_stdt', 'paper', 16, paper_params=97.06, paper_gflops=273,
                        source='Tables 3.1, 3.3', bar=False),

@@ -138,8 +138,16 @@ def test_rpe_stdt_ablation_notebook_smoke(tmp_path):
     r2 = papermill(nb, tmp_path / 'abl2.ipynb', results_dir=tmp_path / 'results2', **kw)   # every run found done
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert json.loads((tmp_path / 'results2' / 'rpe_stdt_ablation.json').read_text())['runs'] == rec['runs']
-    r3 = papermill(nb, tmp_path / 'abl3.ipynb', results_dir=tmp_path / 'results3', **{**kw, 'protocol': 'frames'})
+    r3 = papermill(nb, tmp_path / 'abl3.ipynb', results_dir=tmp_path / 'results3', **{**kw, 'protocol': 'frames', 'pretrain_per_class': 3})
     assert r3.returncode == 0, r3.stderr[-3000:]
-    assert (tmp_path / 'runs' / 'frames' / 'pretrain-frames' / 'seed0' / 'spatial.pt').exists()
-    used = json.loads((tmp_path / 'runs' / 'frames' / 'rpe-stdt' / 'seed0' / 'metrics.json').read_text())['params_used']
-    assert used['pretrained'].endswith('spatial.pt')
+    run = tmp_path / 'runs' / 'pretrain-frames' / 'tsn-tiny-w32-64px-3x25-e1-seed0'      # notebook 36's cache, width 32
+    assert json.loads((run / 'pretrain.json').read_text())['params']['base_width'] == 32
+    rec3 = json.loads((tmp_path / 'results3' / 'rpe_stdt_ablation_frames.json').read_text())
+    assert rec3['protocol'] == 'frames' and rec3['pretrain']['path'] == str(run / 'backbone.pt')
+    for v in ('rpe-stdt', 'spatial-only'):                                          # every row: the hybrid stem, the same file
+        used = json.loads((tmp_path / 'runs' / 'frames' / v / 'seed0' / 'metrics.json').read_text())['params_used']
+        assert used['pretrained'] == rec3['pretrain']['path']
+        assert used['model_kwargs']['stem'] == 'hybrid' and used['model_kwargs']['patch_size'] == 16
+    md3 = (tmp_path / 'results3' / 'rpe_stdt_ablation_frames.md').read_text()
+    assert 'ViT-hybrid stem' in md3 and 'frame backbone of notebook 36' in md3 and 'Machine:' in md3
+    assert not (tmp_path / 'results3' / 'rpe_stdt_ablation.md').exists()             # the scratch record is not touched

@@ -1,6 +1,7 @@
 """A papermill smoke run of STAT's ablation notebook (nbs/experiments/stat_ablation.ipynb) on a tiny synthetic dataset,
 one epoch, one seed: Tables 1 and 3 (five variants, the full model shared by both), the same again (every run found
-done), then all four tables (only Table 2's and Table 4's three new variants trained)."""
+done), then all four tables (only Table 2's and Table 4's three new variants trained), a bad protocol, and the
+'frames' protocol (a ViT-hybrid stem from notebook 36's frame backbone) on Table 3."""
 import json
 import sys
 from pathlib import Path
@@ -53,7 +54,20 @@ def test_stat_ablation_notebook_smoke(tmp_path):
     for s in ('### Table 2: short-term window', '### Table 4: temporal aggregation', '79.9%', '80.4%', '75.7%',
               'covers 6 of the 7 other frames', 'l_ta = 0'):
         assert s in md3, s
-    r4 = papermill(nb, tmp_path / 'bad.ipynb', results_dir=tmp_path / 'results4', **{**kw, 'protocol': 'frames'})
+    r4 = papermill(nb, tmp_path / 'bad.ipynb', results_dir=tmp_path / 'results4', **{**kw, 'protocol': 'imagenet'})
     out = r4.stderr + r4.stdout
     assert r4.returncode != 0 and 'ParameterError' in out and "protocol must be 'scratch'" in out
     assert not (tmp_path / 'results4').exists()
+    # protocol='frames': notebook 36's frame backbone (toy size) into the hybrid stem of every row; the scratch runs untouched
+    r5 = papermill(nb, tmp_path / 'frames.ipynb', results_dir=tmp_path / 'results5',
+                   **{**kw, 'tables': '3', 'protocol': 'frames', 'pretrain_epochs': 1, 'pretrain_per_class': 3})
+    assert r5.returncode == 0, r5.stderr[-3000:]
+    rec5 = json.loads((tmp_path / 'results5' / 'stat_ablation_frames.json').read_text())
+    pre = tmp_path / 'runs' / 'pretrain-frames' / 'tsn-tiny-w32-64px-3x25-e1-seed0'
+    assert rec5['protocol'] == 'frames' and rec5['pretrain']['path'] == str(pre / 'backbone.pt') and rec5['reused'] == []
+    for v, kwargs in (('ca+sa+la', {'attention': 'ca+sa+la'}), ('avgpool', {'global_embed': 'avgpool'})):
+        m = json.loads((tmp_path / 'runs' / 'frames' / v / 'seed0' / 'metrics.json').read_text())['params_used']
+        assert m['model_kwargs'] == {**kwargs, 'stem': 'hybrid'} and m['pretrained'] == rec5['pretrain']['path']
+    md5 = (tmp_path / 'results5' / 'stat_ablation_frames.md').read_text()
+    assert 'ViT-hybrid stem' in md5 and '-p protocol frames' in md5 and 'declared deviation' in md5
+    assert not (tmp_path / 'results5' / 'stat_ablation.md').exists()

@@ -1,6 +1,7 @@
 """A papermill smoke run of STD-Former's ablation notebook (nbs/experiments/stdformer_ablation.ipynb) on a tiny synthetic
 dataset, one epoch, one seed: Table 2 under the default 'frames' protocol (the image model pre-trained first, its
-weights loaded into every row), the same again with Table 4 (only its new variants trained), and a bad parameter."""
+weights loaded into every row), the same again with Table 4 (only its new variants trained), a bad parameter, and
+Table 4 with the hybrid stem (notebook 36's frame backbone under the image model)."""
 import json
 import sys
 from pathlib import Path
@@ -55,3 +56,20 @@ def test_stdformer_ablation_notebook_smoke(tmp_path):
     out = r3.stderr + r3.stdout
     assert r3.returncode != 0 and 'ParameterError' in out and "protocol must be 'frames' or 'scratch'" in out
     assert not (tmp_path / 'results3').exists()
+    # stem='hybrid': notebook 36's frame backbone (toy size) → the image model's hybrid stem → every row (Table 4: 3 rows)
+    r4 = papermill(nb, tmp_path / 'hyb.ipynb', results_dir=tmp_path / 'results4',
+                   **{**kw, 'tables': '4', 'stem': 'hybrid', 'frame_epochs': 1, 'frame_per_class': 3})
+    assert r4.returncode == 0, r4.stderr[-3000:]
+    rec4 = json.loads((tmp_path / 'results4' / 'stdformer_ablation_hybrid.json').read_text())
+    fb = tmp_path / 'runs' / 'pretrain-frames' / 'tsn-tiny-w32-64px-3x25-e1-seed0' / 'backbone.pt'
+    assert rec4['frame_backbone']['path'] == str(fb) and rec4['reused'] == []          # nothing of the tubelet runs reused
+    hyb = tmp_path / 'runs' / 'frames-hybrid'
+    pre4 = json.loads((hyb / 'pretrain-frames' / 'seed0' / 'metrics.json').read_text())['params_used']
+    assert pre4['pretrained'] == str(fb) and pre4['model_kwargs']['stem'] == 'hybrid'
+    init4 = torch.load(hyb / 'pretrain-frames' / 'seed0' / 'image_model.pt', weights_only=True)
+    assert 'patch_embed.proj.layer3.0.conv1.weight' in init4
+    for v in ('ctm', 'smem-add', 'smem-mul+add', 'ctm+smem'):
+        u = json.loads((hyb / v / 'seed0' / 'metrics.json').read_text())['params_used']
+        assert u['pretrained'].endswith('image_model.pt') and u['model_kwargs']['stem'] == 'hybrid' and u['model_kwargs']['patch_size'] == 16
+    md4 = (tmp_path / 'results4' / 'stdformer_ablation_hybrid.md').read_text()
+    assert 'ViT-hybrid stem' in md4 and '-p stem hybrid' in md4 and '### Table 4: SMEM fusion' in md4

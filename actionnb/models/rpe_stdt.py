@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..backbones import ResNetStem, hybrid_patch_embed
 from ..attention import Block, FactorisedEncoder, LayerNorm6, MultiHeadSelfAttention
 from ..core import check_clip, register_model
 from ..profile import declare_free_ops
@@ -236,7 +237,8 @@ class RPESTDT(nn.Module):
     to `temporal_dim` with a learned temporal position table, `temporal_depth` temporal blocks (`temporal_heads`) with a
     temporal class token and subsampling at `positions` (`subsample='topk'`: `StdTopKBlock`, eq. 3.12–3.14; 'random':
     the same block keeping random frames; 'max' | 'avg' | 'conv' | 'uniform': `TemporalPool` after those blocks) → head.
-    `temporal=False`: the spatial-only ViT of Table 3.3 (frame class tokens averaged → head).
+    `temporal=False`: the spatial-only ViT of Table 3.3 (frame class tokens averaged → head). `stem='hybrid'`: the
+    patches come from a ViT-hybrid ResNet stem of stride `patch_size` and width `stem_width` (notebook 13) instead of one conv.
     Clip `(B, C, T, H, W)` → logits `(B, K)`; `frame_features` → `(B, T, D)`; `forward_features` → `(B, 1 + T', D_t)`."""
     head_names = ('head',)
     num_prefix_tokens = 1
@@ -248,6 +250,7 @@ class RPESTDT(nn.Module):
                  rpe_value: bool = False, rpe_rounding: str = 'half_even', subsample: str = 'topk',
                  positions: Sequence[int] = (1, 3), keep: int | float = 0.5, sigma_on: str = 'softmax',
                  temporal_pos: bool = True, mlp_ratio: float = 4., qkv_bias: bool = True, in_chans: int = 3,
+                 stem: str = 'patch', stem_width: int = 32,
                  drop_rate: float = 0., drop_path_rate: float = 0.):
         super().__init__()
         for name, v, ok in (('pos', pos, POS_KINDS), ('subsample', subsample, SUBSAMPLERS)):
@@ -257,7 +260,9 @@ class RPESTDT(nn.Module):
             raise ValueError(f'RPESTDT: positions {positions} must be temporal layer indices 0..{temporal_depth - 1}')
         self.num_frames, self.embed_dim, self.pos, self.temporal = num_frames, embed_dim, pos, temporal
         self.subsample, self.positions = (subsample, positions) if temporal and subsample != 'none' else ('none', ())
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        if stem not in ('patch', 'hybrid'): raise ValueError(f"RPESTDT: stem must be 'patch' or 'hybrid', got {stem!r}")
+        self.patch_embed = (PatchEmbed(img_size, patch_size, in_chans, embed_dim) if stem == 'patch' else   # ViT's, or
+                            hybrid_patch_embed(img_size, patch_size, in_chans, embed_dim, base_width=stem_width))  # ViT-hybrid's
         self.grid = self.patch_embed.grid_size                                 # (H', W') = (14, 14) at 224², patch 16
         if pos == 'ape':                                                        # ViT's table for the patches; the class
             self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim))   # token's is folded in
@@ -326,8 +331,11 @@ class RPESTDT(nn.Module):
         for i < `spatial_depth`, `norm` → `encoder.spatial_norm`); its class token (plus its position entry, with
         `pos='ape'`) becomes `encoder.spatial_cls`; `pos_embed` is kept (resized) only with `pos='ape'`. The ViT's
         blocks beyond `spatial_depth` stay unexpected. A shared RPE table `(1, B, d_h)` initialises an unshared one
-        `(h, B, d_h)` (every head starts from it), so an RPE-STDT's own weights load into any variant."""
+        `(h, B, d_h)` (every head starts from it), so an RPE-STDT's own weights load into any variant. With
+        `stem='hybrid'`, a torchvision-named ResNet (notebook 36's frame backbone) goes to the stem (`ResNetStem.resnet_keys`)."""
         tgt = self.state_dict()
+        stem = self.patch_embed.proj
+        if isinstance(stem, ResNetStem) and (r := stem.resnet_keys(sd, 'patch_embed.proj.')) is not None: return r   # a ResNet
         for k, v in list(sd.items()):
             if (k.endswith(('.rpe_q', '.rpe_v')) and k in tgt and v.shape[0] == 1 and tgt[k].shape[0] > 1
                     and v.shape[1:] == tgt[k].shape[1:]): sd[k] = v.expand_as(tgt[k]).clone()

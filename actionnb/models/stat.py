@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..backbones import ResNetStem, hybrid_patch_embed
 from ..attention import AttentionCore, Block, DropPath, LayerNorm6, Mlp
 from ..core import check_clip, register_model
 from ..tokenization import ConvTokenEmbed, SpaceTimePosEmbed
@@ -333,7 +334,8 @@ class STAT(nn.Module):
     time positions → 15 STA blocks (`MultiScaleBlock(attention='sta')`, MViT-B's blocks 2–16 by default) → LN →
     the temporal aggregation block (a video token and `ta_layers` transformer layers over the frames' class tokens)
     → Linear. Clip `(B, C, T, H, W)` → logits. Every ablation row of Tables 1–4 is a keyword: `attention`, `t_o`,
-    `global_embed`, `ta_layers`."""
+    `global_embed`, `ta_layers`. `stem='hybrid'`: the tokens come from notebook 13's ViT-hybrid stem instead (a ResNet's
+    stem and stages 1–2 of width `stem_width` on every frame, stride 8, projected to `dims[0]`; time stride 1)."""
     head_names = ('head',)
 
     def __init__(self, num_classes: int = 400, num_frames: int = 16, img_size: int = 224, in_chans: int = 3,
@@ -341,7 +343,7 @@ class STAT(nn.Module):
                  depths: Sequence[int] = (2, 11, 2), dims: Sequence[int] = (192, 384, 768), heads: Sequence[int] = (2, 4, 8),
                  kv_stride: int = 4, pool_kernel_t: int = 1, t_o: int = 3, attention: str = 'ca+sa+la',
                  global_embed: str = 'cls', ta_layers: int = 1, ta_heads: int | None = None, mlp_ratio: float = 4.,
-                 drop_rate: float = 0.5, drop_path_rate: float = 0.2):
+                 drop_rate: float = 0.5, drop_path_rate: float = 0.2, stem: str = 'conv', stem_width: int = 32):
         super().__init__()
         if stem_widths[-1] != dims[0]: raise ValueError(f'STAT: the stem ends at {stem_widths[-1]} channels but stage 1 is {dims[0]} wide')
         if global_embed not in GLOBAL_EMBEDS: raise ValueError(f'STAT: global_embed must be one of {GLOBAL_EMBEDS}, got {global_embed!r}')
@@ -349,7 +351,11 @@ class STAT(nn.Module):
         self.in_chans, self.num_frames, self.img_size = in_chans, num_frames, img_size
         self.groups, self.global_embed, self.t_o = parse_groups(attention), global_embed, t_o
         window_offsets(t_o)                                                  # an even or non-positive window fails here
-        self.stem = ConvTokenEmbed(in_chans, tuple(stem_widths), ((stem_time_stride, 2, 2), (1, 2, 2), (1, 2, 2)))
+        if stem not in ('conv', 'hybrid'): raise ValueError(f"STAT: stem must be 'conv' or 'hybrid', got {stem!r}")
+        if stem == 'hybrid' and stem_time_stride != 1:
+            raise ValueError(f'STAT: the hybrid stem embeds every frame (time stride 1), got stem_time_stride={stem_time_stride}')
+        self.stem = (ConvTokenEmbed(in_chans, tuple(stem_widths), ((stem_time_stride, 2, 2), (1, 2, 2), (1, 2, 2)))
+                     if stem == 'conv' else hybrid_patch_embed(img_size, 8, in_chans, dims[0], base_width=stem_width))
         if num_frames % stem_time_stride or img_size % 8:
             raise ValueError(f'STAT: {num_frames}x{img_size}^2 clips do not divide by the stem stride ({stem_time_stride}, 8, 8)')
         nt, side, D = num_frames // stem_time_stride, img_size // 8, dims[0]
@@ -381,6 +387,12 @@ class STAT(nn.Module):
         hw = self.grid[1:]
         for blk in self.blocks: z, hw = blk(z, hw)
         return self.norm(z)
+
+    def adapt_state_dict(self, sd: dict) -> dict:
+        "Called by `load_pretrained`: with `stem='hybrid'`, a torchvision-named ResNet (notebook 36's) goes to the stem."
+        stem = getattr(self.stem, 'proj', None)
+        if isinstance(stem, ResNetStem) and (r := stem.resnet_keys(sd, 'stem.proj.')) is not None: return r
+        return sd
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.forward_features(x)

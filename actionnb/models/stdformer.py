@@ -15,7 +15,7 @@ from einops import rearrange
 from ..core import CLIP_MEAN, CLIP_STD, InputSpec, TIME_BATCH, check_clip, register_model
 from ..tokenization import TubeletEmbed
 from ..attention import Block, CrossAttention, DropPath, Mlp
-from ..backbones import QuickGELU
+from ..backbones import QuickGELU, ResNetStem, hybrid_patch_embed
 from ..weights import load_pretrained
 
 # %% auto #0
@@ -262,6 +262,9 @@ class STDFormer(nn.Module):
     Logits: `head(dropout(mean_t norm(Z[:, t, 0])))`, the last CTM's class tokens averaged over time
     (X instead of Z with `temporal_branch=False`: then it is a ViT on each of the T' frames, logits averaged).
 
+    `stem='hybrid'`: notebook 13's ViT-hybrid stem on every frame instead (a ResNet's stem and first stages of width
+    `stem_width`, stride `patch_size`; needs `stem_time_kernel=1`, `stem_time_stride=1`), the CPU stand-in for CLIP's stem.
+
     Names follow timm's ViT (`patch_embed.proj`, `cls_token`, `pos_embed`, `norm_pre`, `blocks.i.*`, `norm`, `head`), so
     `load_pretrained` loads CLIP (or open_clip) weights by name and inflates the 2D patch kernel in the centre frame."""
     head_names = ('head',)
@@ -276,15 +279,24 @@ class STDFormer(nn.Module):
                  temporal_branch: bool = True, ctm_attention: str = 'temporal',
                  stdm_layers: Sequence[int] | str | None = 'all', smem_position: tuple | None = ('t', 4),
                  smem_fusion: str = 'mul', smem_dim: int | None = None, smem_hidden: int = 64,
-                 drop_rate: float = 0.5, drop_path_rate: float = 0., freeze_backbone: bool = False):
+                 drop_rate: float = 0.5, drop_path_rate: float = 0., freeze_backbone: bool = False,
+                 stem: str = 'tubelet', stem_width: int = 32):
         super().__init__()
         act_layer = {'gelu': nn.GELU, 'quick_gelu': QuickGELU}.get(act)
         if act_layer is None: raise ValueError(f"STDFormer: act must be 'gelu' or 'quick_gelu', got {act!r}")
         norm = lambda d: nn.LayerNorm(d, eps=norm_eps)
         self.num_frames, self.img_size, self.depth = num_frames, img_size, depth
         self.embed_dim = self.num_features = embed_dim
-        self.patch_embed = TubeletEmbed(img_size, patch_size, stem_time_kernel, 3, embed_dim, bias=False,
-                                        time_stride=stem_time_stride)
+        if stem not in ('tubelet', 'hybrid'): raise ValueError(f"STDFormer: stem must be 'tubelet' or 'hybrid', got {stem!r}")
+        if stem == 'tubelet':
+            self.patch_embed = TubeletEmbed(img_size, patch_size, stem_time_kernel, 3, embed_dim, bias=False,
+                                            time_stride=stem_time_stride)
+        else:
+            if (stem_time_kernel, stem_time_stride) != (1, 1):
+                raise ValueError('STDFormer: the hybrid stem embeds every frame alone; give stem_time_kernel=1 and '
+                                 f'stem_time_stride=1 (got {stem_time_kernel}, {stem_time_stride})')
+            self.patch_embed = hybrid_patch_embed(img_size, patch_size, 3, embed_dim, base_width=stem_width)
+            self.patch_embed.time_stride = 1
         self.grid = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
@@ -344,7 +356,10 @@ class STDFormer(nn.Module):
         return len(ps)
 
     def adapt_state_dict(self, sd: dict) -> dict:
-        "A tubelet kernel of one frame (a frame model's) → its 2D form, which `load_pretrained` inflates in the centre."
+        """A tubelet kernel of one frame (a frame model's) → its 2D form, which `load_pretrained` inflates in the centre;
+        with `stem='hybrid'`, a torchvision-named ResNet (notebook 36's frame backbone) goes to the stem."""
+        stem = self.patch_embed.proj
+        if isinstance(stem, ResNetStem) and (r := stem.resnet_keys(sd, 'patch_embed.proj.')) is not None: return r
         w = sd.get('patch_embed.proj.weight')
         if w is not None and w.ndim == 5 and w.shape[2] == 1 and self.patch_embed.proj.weight.shape[2] > 1:
             sd['patch_embed.proj.weight'] = w[:, :, 0]
