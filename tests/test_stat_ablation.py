@@ -60,14 +60,15 @@ def test_stat_ablation_notebook_smoke(tmp_path):
     assert not (tmp_path / 'results4').exists()
     # protocol='frames': notebook 36's frame backbone (toy size) into the hybrid stem of every row; the scratch runs untouched
     r5 = papermill(nb, tmp_path / 'frames.ipynb', results_dir=tmp_path / 'results5',
-                   **{**kw, 'tables': '3', 'protocol': 'frames', 'pretrain_epochs': 1, 'pretrain_per_class': 3})
+                   **{**kw, 'tables': '3', 'protocol': 'frames', 'pretrain_epochs': 1, 'pretrain_per_class': 3, 'ta_layers': 0})
     assert r5.returncode == 0, r5.stderr[-3000:]
     rec5 = json.loads((tmp_path / 'results5' / 'stat_ablation_frames.json').read_text())
     pre = tmp_path / 'runs' / 'pretrain-frames' / 'tsn-tiny-w32-64px-3x25-e1-seed0'
     assert rec5['protocol'] == 'frames' and rec5['pretrain']['path'] == str(pre / 'backbone.pt') and rec5['reused'] == []
     for v, kwargs in (('ca+sa+la', {'attention': 'ca+sa+la'}), ('avgpool', {'global_embed': 'avgpool'})):
         m = json.loads((tmp_path / 'runs' / 'frames' / v / 'seed0' / 'metrics.json').read_text())['params_used']
-        assert m['model_kwargs'] == {**kwargs, 'stem': 'hybrid'} and m['pretrained'] == rec5['pretrain']['path']
+        assert m['model_kwargs'] == {**kwargs, 'stem': 'hybrid', 'ta_layers': 0} and m['pretrained'] == rec5['pretrain']['path']
     md5 = (tmp_path / 'results5' / 'stat_ablation_frames.md').read_text()
     assert 'ViT-hybrid stem' in md5 and '-p protocol frames' in md5 and 'declared deviation' in md5
+    assert '-p ta_layers 0' in md5 and 'built with l_ta = 0' in md5
     assert not (tmp_path / 'results5' / 'stat_ablation.md').exists()
