@@ -196,7 +196,7 @@ PAPERS = (
            '"32.6 MB / 49.7 MB" read as millions of parameters.',
            'k-NN keeps ⌊0.7 N⌋ keys and the scales are windows of T/s frames; at the tiny 8 frames the T/4 scale is nearly degenerate.'),
           extra_rows=(('rgb+depth', '2.1', 'RGB + DEP (late fusion)', 94.6),)),
-    Paper('stat', 'STAT', '24_stat.ipynb', 'stat_ablation', 'actionnb.models.stat:STAT_ABLATIONS', ('K400',), 'ca+sa+la',
+    Paper('stat', 'STAT', '24_stat.ipynb', 'stat_ablation_frames', 'actionnb.models.stat:STAT_ABLATIONS', ('K400',), 'ca+sa+la',
           (CostReading('CA + SA + LA, t_o = 3 (`paper`)', 'stat', 'paper', 16, paper_gflops=59.1, source='Tables 1, 6'),
            CostReading('32 frames, t_o = 5 (`paper_32f`)', 'stat', 'paper_32f', 32, paper_gflops=120.1, source='Tables 2, 6'),
            CostReading('64 frames, t_o = 7 (`paper_64f`)', 'stat', 'paper_64f', 64, paper_gflops=241.3, source='Table 6'),
@@ -211,7 +211,9 @@ PAPERS = (
           ('Projection before pooling (eq. 1–2): MViT-B\'s 70.5 G needs this order; pooling first gives −13 %.',
            "K/V pool strides follow MViT's adaptive 4 → 2 → 1, and the short-term pool is AvgPool2d(3, 2, 1): with these the "
            'eight figures of Tables 1–2 land within 0.2 %.',
-           'Only "192" is given for the stem: widths (64, 96, 192).')),
+           'Only "192" is given for the stem: widths (64, 96, 192).',
+           'The record is from notebook 36\'s frame ResNet in a hybrid stem, with l_ta = 0 in every row (`-p ta_layers 0`): '
+           'from scratch, or with the paper\'s l_ta = 1, the tiny model stays at chance (`results/stat_ablation.md`).')),
     Paper('stasta', 'STASTA', '25_stasta.ipynb', 'stasta_ablation_frames', 'actionnb.models.stasta:STASTA_ABLATIONS', ('SSv1',), 'both',
           (CostReading('TSM-R50 with a shared-weight half-rate path (`paper`)', 'stasta_r50', 'paper', 8, paper_params=24.8,
                        paper_gflops=40, source='Table 1'),
@@ -228,7 +230,7 @@ PAPERS = (
            '"Slow and fast paths" read as one network run at T and at T/2 frames up to layer2, with shared weights: this '
            'supplies the 40 − 33 G.',
            "Table 3's undefined baseline is plain TSM, so each row adds exactly the module it names.")),
-    Paper('stdformer', 'STD-Former', '26_stdformer.ipynb', 'stdformer_ablation', 'actionnb.models.stdformer:STDFORMER_ABLATIONS',
+    Paper('stdformer', 'STD-Former', '26_stdformer.ipynb', 'stdformer_ablation_hybrid', 'actionnb.models.stdformer:STDFORMER_ABLATIONS',
           ('SSv1',), 'all',
           (CostReading('CLIP ViT-B/16 + temporal branch (`paper`)', 'stdformer_clip_b16', 'paper', 16, source='none given',
                        bar=False),),
@@ -240,12 +242,18 @@ PAPERS = (
            _C('Table 3: Attention + 2D > Attention + 3D', 'ptm-att-2d', '>', 'ptm-att-3d'),
            _C('Table 4: multiplication > addition', 'ctm+smem', '>', 'smem-add'),
            _C('Table 4: multiplication > multiplication + addition', 'ctm+smem', '>', 'smem-mul+add'),
+           _C('Table 5: last third > all layers', 'ctm+ptm', '>', 'ptm-all'),
+           _C('Table 5: middle > all layers', 'ptm-middle', '>', 'ptm-all'),
+           _C('Table 5: last third > middle', 'ctm+ptm', '>', 'ptm-middle'),
            _C('control (ours): CTM baseline pair_acc > image model pair_acc', 'ctm', '>', 'pretrain-frames', key='pair_acc', ours=True)),
           ('The paper gives no parameter or FLOP figure; the closest public relative, UniFormerV2-B/16 at 16 frames, counts '
            '187.5 G / 163.0 M with the same tool.',
            'The "3D convolution" stem is a 3×16×16 tubelet with time stride 2; without the stride the model would cost 594.9 G.',
            'The cross transformer module is temporal attention at each token location (joint attention: 342.7 G).',
-           '"Diffusion" is feature propagation by depthwise convolutions, not a denoising diffusion model.')),
+           '"Diffusion" is feature propagation by depthwise convolutions, not a denoising diffusion model.',
+           'The record is from a ViT-hybrid stem (notebook 36\'s frame ResNet) under the image model: with CLIP\'s tubelet '
+           'stem the tiny image model learns nothing (4.2 %, `results/stdformer_ablation.md`). Rows with SMEM but no STDM put '
+           'it on the ST branch: on the T branch it would have no path to the classifier.')),
 )
 
 # %% ../nbs/34_report.ipynb #668871fe

@@ -59,3 +59,32 @@ def test_frame_model_checkpoint_initialises_every_row(tmp_path):
     for kw, _ in STDFORMER_ABLATIONS.values():                   # every row takes the same file
         m = create_model('stdformer_clip_b16', 'tiny', num_classes=24, pretrained=str(path), **kw)
         assert m.load_report.loaded and not m.load_report.unexpected
+
+
+def test_every_smem_row_reaches_the_classifier():
+    """A T-branch SMEM with no STDM at or after its layer has no path to the head (the CTM attends along time at each
+    location; the head reads class tokens): the model warns, and its gradient is exactly zero. Every ablation row with
+    SMEM must get a non-zero gradient once the zero-init output convs are made non-zero, as training makes them."""
+    import warnings
+    from actionnb.models.stdformer import STDFORMER_ABLATIONS
+    x = torch.randn(2, 3, 8, 64, 64)
+
+    def grad(**kw):
+        torch.manual_seed(0)
+        m = create_model('stdformer_clip_b16', 'tiny', num_classes=24, **kw)
+        torch.nn.init.normal_(m.smem.restore.weight, std=0.02)
+        for s in m.stdm.values(): torch.nn.init.normal_(s.body[-1].weight, std=0.02)
+        m(x).logsumexp(1).sum().backward()
+        return sum(p.grad.abs().sum().item() for p in m.smem.parameters())
+
+    with pytest.warns(UserWarning, match='cannot reach the classifier'):
+        assert grad(ptm_layers=(), stdm_layers=()) == 0.0
+    with pytest.warns(UserWarning, match='cannot reach the classifier'):
+        create_model('stdformer_clip_b16', 'tiny', stdm_layers=(0,), smem_position=('t', 1))   # STDM only before SMEM
+    rows = [v for v, (kw, _) in STDFORMER_ABLATIONS.items() if kw.get('smem_position', ('t', 1)) is not None]
+    assert {'ctm+smem', 'smem-add', 'smem-mul+add', 'all'} <= set(rows)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        for v in rows:
+            assert grad(**STDFORMER_ABLATIONS[v][0]) > 0, v
+    assert not [x for x in w if 'cannot reach the classifier' in str(x.message)]   # no row builds a dead SMEM

@@ -1,6 +1,6 @@
 """A papermill smoke run of STD-Former's ablation notebook (nbs/experiments/stdformer_ablation.ipynb) on a tiny synthetic
 dataset, one epoch, one seed: Table 2 under the default 'frames' protocol (the image model pre-trained first, its
-weights loaded into every row), the same again with Table 4 (only its new variants trained), a bad parameter, and
+weights loaded into every row), the same again with Tables 4 and 5 (only their new variants trained), a bad parameter, and
 Table 4 with the hybrid stem (notebook 36's frame backbone under the image model)."""
 import json
 import sys
@@ -44,14 +44,18 @@ def test_stdformer_ablation_notebook_smoke(tmp_path):
               'The image model alone', 'Wall time per run', 'protocol=frames', 'adamw'):
         assert s in md, s
     assert '### Table 4' not in md
-    r2 = papermill(nb, tmp_path / 'abl2.ipynb', results_dir=tmp_path / 'results2', **{**kw, 'tables': '2,4'})
+    r2 = papermill(nb, tmp_path / 'abl2.ipynb', results_dir=tmp_path / 'results2', **{**kw, 'tables': '2,4,5'})
     assert r2.returncode == 0, r2.stderr[-3000:]
     rec2 = json.loads((tmp_path / 'results2' / 'stdformer_ablation.json').read_text())
-    assert set(rec2['summary']) == set(rec['summary']) | {'smem-add', 'smem-mul+add'} and len(rec2['reused']) == 6
-    assert all(rec2['runs'][v] == rec['runs'][v] for v in rec['runs']) and len(rec2['orderings']) == 9
+    assert set(rec2['summary']) == set(rec['summary']) | {'smem-add', 'smem-mul+add', 'ptm-all', 'ptm-middle'}
+    assert len(rec2['reused']) == 6 and all(rec2['runs'][v] == rec['runs'][v] for v in rec['runs'])
+    assert len(rec2['orderings']) == 12                                 # + 2 of Table 4, + 3 of Table 5
     m = json.loads((runs / 'smem-add' / 'seed0' / 'metrics.json').read_text())
     assert m['params_used']['model_kwargs']['smem_fusion'] == 'add'
-    assert '### Table 4: SMEM fusion' in (tmp_path / 'results2' / 'stdformer_ablation.md').read_text()
+    md2 = (tmp_path / 'results2' / 'stdformer_ablation.md').read_text()
+    assert '### Table 4: SMEM fusion' in md2 and '### Table 5: PTM positions' in md2 and '55.2%' in md2
+    for v, layers in (('ptm-all', [0, 1, 2, 3]), ('ptm-middle', [1, 2])):
+        assert json.loads((runs / v / 'seed0' / 'metrics.json').read_text())['params_used']['model_kwargs']['ptm_layers'] == layers
     r3 = papermill(nb, tmp_path / 'bad.ipynb', results_dir=tmp_path / 'results3', **{**kw, 'protocol': 'clip'})
     out = r3.stderr + r3.stdout
     assert r3.returncode != 0 and 'ParameterError' in out and "protocol must be 'frames' or 'scratch'" in out

@@ -5,6 +5,7 @@
 # %% ../../nbs/26_stdformer.ipynb #69c533d3
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -315,6 +316,11 @@ class STDFormer(nn.Module):
                 raise ValueError("STDFormer: smem_position=('t', …) needs the temporal branch (temporal_branch=True)")
             smem_position = (branch, int(at))
         self.smem_position = smem_position
+        if smem_position is not None and smem_position[0] == 't' and not any(s >= smem_position[1] for s in self.stdm_layers):
+            warnings.warn(f'STDFormer: SMEM at T-branch layer {smem_position[1]} cannot reach the classifier: the head reads '
+                          "the last CTM's class tokens, the CTM's temporal attention never mixes token locations, and no "
+                          f'STDM at layer >= {smem_position[1]} carries the T branch back, so its gradient is exactly zero '
+                          "(notebook 26). Put it on the ST branch (smem_position=('st', l)) or add STDM layers.", stacklevel=2)
 
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         common = dict(mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=norm, act_layer=act_layer)
@@ -425,16 +431,24 @@ STDFORMER_ABLATIONS = {
     'ctm': (dict(ptm_layers=(), stdm_layers=(), smem_position=None),
             {'2': ('CTM (baseline)', 56.8), '4': ('CTM (baseline)', 56.8)}),
     'ctm+ptm': (dict(stdm_layers=(), smem_position=None),
-                {'2': ('CTM + PTM', 57.2), '3': ('Residual + 2D Conv (PTM)', 57.2)}),
+                {'2': ('CTM + PTM', 57.2), '3': ('Residual + 2D Conv (PTM)', 57.2), '5': ('last third: {8..11} (tiny: 2, 3)', 57.2)}),
     'ctm+stdm': (dict(ptm_layers=(), smem_position=None), {'2': ('CTM + STDM', 57.0)}),
-    'ctm+smem': (dict(ptm_layers=(), stdm_layers=()), {'2': ('CTM + SMEM', 57.1), '4': ('multiplication (SMEM)', 57.1)}),
+    # Without STDM a T-branch SMEM has no path to the classifier (proved below), so the rows without STDM put it on the
+    # ST branch at the same layer: the paper's Table 6 has ST-branch SMEM rows too.
+    'ctm+smem': (dict(ptm_layers=(), stdm_layers=(), smem_position=('st', 1)),
+                 {'2': ('CTM + SMEM', 57.1), '4': ('multiplication (SMEM)', 57.1)}),
     'all': (dict(), {'2': ('PTM + STDM + SMEM + CTM', 57.3)}),
     'ptm-att-2d': (dict(stdm_layers=(), smem_position=None, ptm_conv_place='attention'), {'3': ('Attention + 2D Conv', 56.8)}),
     'ptm-att-3d': (dict(stdm_layers=(), smem_position=None, ptm_conv_place='attention', ptm_conv='3d'),
                    {'3': ('Attention + 3D Conv', 55.6)}),
     'ptm-res-3d': (dict(stdm_layers=(), smem_position=None, ptm_conv='3d'), {'3': ('Residual + 3D Conv', 54.5)}),
-    'smem-add': (dict(ptm_layers=(), stdm_layers=(), smem_fusion='add'), {'4': ('addition', 56.9)}),
-    'smem-mul+add': (dict(ptm_layers=(), stdm_layers=(), smem_fusion='mul+add'), {'4': ('multiplication + addition', 57.0)}),
+    'smem-add': (dict(ptm_layers=(), stdm_layers=(), smem_position=('st', 1), smem_fusion='add'), {'4': ('addition', 56.9)}),
+    'smem-mul+add': (dict(ptm_layers=(), stdm_layers=(), smem_position=('st', 1), smem_fusion='mul+add'),
+                     {'4': ('multiplication + addition', 57.0)}),
+    # Table 5 (PTM + CTM only): the paper's windows of 4 of 12 layers become windows of 2 of 4, so the middle and the
+    # last third keep the preset's two PTMs ('ctm+ptm' is the last-third row), and 'all' has four.
+    'ptm-all': (dict(ptm_layers=(0, 1, 2, 3), stdm_layers=(), smem_position=None), {'5': ('all: {0..11} (tiny: 0..3)', 55.2)}),
+    'ptm-middle': (dict(ptm_layers=(1, 2), stdm_layers=(), smem_position=None), {'5': ('middle: {4..7} (tiny: 1, 2)', 57.0)}),
 }
 # The image model alone: CLIP's blocks on every frame, logits averaged (a TSN of ViTs). The `frames` protocol trains it
 # first; its weights then initialise every row, as CLIP's would.
