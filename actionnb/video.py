@@ -218,9 +218,9 @@ def _timeline_cached(path: str, mtime_ns: int, size: int) -> _Timeline:
 # %% ../nbs/01_video.ipynb #6bf5a000
 def _display_matrix(frame) -> np.ndarray | None:
     "The frame's display matrix as FFmpeg stores it (9 int32: a b u / c d v / x y w; a..d in 16.16 fixed point), or None."
-    for sd in frame.side_data:
-        if getattr(sd.type, 'name', None) == 'DISPLAYMATRIX': return np.frombuffer(bytes(sd), '<i4', 9)
-    return None
+    # `side_data.get` by name: PyAV 18.1.0 iterates the container's SideData objects, 18.1.1 (a patch release) its keys
+    sd = frame.side_data.get('DISPLAYMATRIX')
+    return None if sd is None else np.frombuffer(bytes(sd), '<i4', 9)
 
 def _orientation(m: np.ndarray | None) -> tuple[int, bool]:
     """`(rotation, mirrored)` of a display matrix: show the stored frame turned `rotation` degrees counter-clockwise,
