@@ -21,7 +21,7 @@ import torch
 from .core import InputSpec, create_model, get_model_spec, input_spec, seed_everything
 from .datasets import Annotations, VideoDataset, estimate_decoded_bytes, load_dataset_info, parse_csv, parse_ssv2
 from .evaluate import confusion_matrix, evaluate_scores, per_class_accuracy, plot_confusion, plot_per_class, plot_tsne
-from .learner import Learner, TrainConfig, _cpu_has_bf16, atomic_save, clip_channels_last, to_channels_last
+from .learner import Learner, TrainConfig, _cpu_has_bf16, atomic_save, atomic_write_text, clip_channels_last, to_channels_last
 from .profile import clip_overrides, count_flops, count_params
 from .sampling import DenseSampler, MultiViewSampler, TSNSampler, UniformSampler
 from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, Normalize, ResizeShortSide, ThreeCrop
@@ -30,7 +30,7 @@ from .transforms import CenterCrop, Compose, LabelAwareHFlip, MultiScaleCrop, No
 __all__ = ['DEFAULTS', 'PARAM_CHOICES', 'PARAM_RULES', 'PATH_KEYS', 'EMBEDDED', 'CACHE_RAM_FRACTION', 'SUMMARY_KEYS',
            'ParameterError', 'check_params', 'project_root', 'resolve_path', 'embedded_preset', 'should_generate',
            'build_annotations', 'build_samplers', 'build_transforms', 'subset', 'build_model', 'resolve_cache',
-           'default_threads', 'resolve_compile', 'run_experiment', 'bench', 'summarize']
+           'default_threads', 'resolve_compile', 'run_experiment', 'bench', 'summarize', 'write_record']
 
 # %% ../nbs/33_experiment.ipynb #2e2d5e4e
 DEFAULTS = dict(
@@ -343,8 +343,7 @@ def _run(p: dict) -> dict:
               'bad_samples': [b.path for b in train_ds.bad_samples + valid_ds.bad_samples],
               'params_used': p, 'history': history, 'run_dir': str(run_dir)}
     _figures(run_dir, history, pred['scores'], pred['labels'], va_ann.classes, (pred['features'], pred['labels']))
-    tmp = run_dir / 'metrics.json.tmp'
-    tmp.write_text(json.dumps(record, indent=1, default=str)); os.replace(tmp, run_dir / 'metrics.json')
+    atomic_write_text(run_dir / 'metrics.json', json.dumps(record, indent=1, default=str))
     return record
 
 # %% ../nbs/33_experiment.ipynb #25d2d047
@@ -458,6 +457,14 @@ def summarize(run_dirs, command: str = '') -> dict:
                                'dataset': p['data_root'], **{k: rec.get(k) for k in SUMMARY_KEYS}}
     return out
 
+def write_record(results_dir: str | Path, name: str, record: dict, md: list[str] | str) -> Path:
+    """Write an experiment's record: `name.json` (the figures `actionnb.report` reads) and `name.md` (the table for a
+    reader) in `results_dir`, each atomically (`atomic_write_text`), the JSON first. A kill leaves each file whole, the
+    old or the new, never a truncated record that the report would then fail on. Returns the `.md` path."""
+    rd = resolve_path(results_dir)
+    atomic_write_text(rd / f'{name}.json', json.dumps(record, indent=1, default=str, ensure_ascii=False) + '\n')
+    return atomic_write_text(rd / f'{name}.md', md if isinstance(md, str) else '\n'.join(md))
+
 def _main(argv=None):
     import argparse
     ap = argparse.ArgumentParser(prog='python -m actionnb.experiment')
@@ -472,7 +479,7 @@ def _main(argv=None):
     a = ap.parse_args(argv)
     if a.cmd == 'bench':
         r = bench(a.data_root, a.batches, a.steps, compile=not a.no_compile)
-        if a.json: Path(a.json).write_text(json.dumps(r, indent=1))
+        if a.json: atomic_write_text(a.json, json.dumps(r, indent=1))
         return
     print(json.dumps(summarize(a.run_dirs, a.command), indent=1))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from .core import get_device, get_model_spec, list_models
 from .profile import clip_model, count_flops, count_params, measure_throughput
+from .learner import atomic_write_text
 from .report import PAPERS
 
 # %% auto #0
@@ -150,8 +151,8 @@ def write_gpu_report(result: dict, out: str | Path = 'results/gpu.md', command: 
                 f"{d['num_train']} clips in {d['wall_s']:.0f} s (record: `{d['run_dir']}`)."])
     text = '\n'.join(md) + '\n'
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix('.json').write_text(json.dumps({**result, 'command': command}, indent=1, default=str) + '\n')
+    atomic_write_text(out, text)
+    atomic_write_text(out.with_suffix('.json'), json.dumps({**result, 'command': command}, indent=1, default=str) + '\n')
     return text
 
 # %% ../nbs/35_gpu.ipynb #160c2f10

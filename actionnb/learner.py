@@ -31,10 +31,10 @@ from .core import get_device, seed_everything
 __all__ = ['LOSSES', 'NO_DECAY_KEYS', 'RESUME_KEYS', 'RESUME_FREE_KEYS', 'OPTIMISER_KEYS', 'CHECKPOINT_KEYS', 'AVERAGE_MODES',
            'TIMING_KEYS', 'soft_target_cross_entropy', 'make_loss', 'param_groups', 'WarmupSchedule',
            'resolve_precision', 'to_channels_last', 'clip_channels_last', 'enable_activation_checkpointing',
-           'rng_state', 'set_rng_state', 'atomic_save', 'load_checkpoint', 'CheckpointMismatchError',
-           'NonFiniteLossError', 'NonFiniteWeightsError', 'check_checkpoint', 'check_compatible', 'init_distributed',
-           'ResumableSampler', 'average_views', 'batch_inputs', 'predict_loader', 'collect_predictions',
-           'scores_metrics', 'TrainConfig', 'Learner']
+           'rng_state', 'set_rng_state', 'atomic_save', 'atomic_write_text', 'load_checkpoint',
+           'CheckpointMismatchError', 'NonFiniteLossError', 'NonFiniteWeightsError', 'check_checkpoint',
+           'check_compatible', 'init_distributed', 'ResumableSampler', 'average_views', 'batch_inputs',
+           'predict_loader', 'collect_predictions', 'scores_metrics', 'TrainConfig', 'Learner']
 
 # %% ../nbs/30_learner.ipynb #c5f0f0a0
 def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -183,19 +183,29 @@ def _fsync_dir(d: Path) -> None:
         finally: os.close(fd)
     except OSError: pass
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """`torch.save` to a temporary file beside `path`, fsync, `os.replace`, fsync the directory: a kill leaves the old or
-    the new file. If saving fails the temporary file is removed and the error re-raised; `path` is untouched."""
+def _atomic(path: str | Path, write: Callable) -> Path:
+    """Call `write(f)` on a binary temporary file beside `path`, fsync it, `os.replace` it over `path`, fsync the
+    directory: a kill leaves the old or the new file. If `write` fails the temporary file is removed and the error
+    re-raised; `path` is untouched."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
         with open(tmp, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+            write(f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True); raise
     _fsync_dir(path.parent)
     return path
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    "`torch.save(obj)` to `path` atomically (`_atomic`): a checkpoint is the old one or the new one, never half."
+    return _atomic(path, lambda f: torch.save(obj, f))
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    "`Path(path).write_text(text)` (UTF-8) made atomic (`_atomic`): for records and logs that a kill must not truncate."
+    data = text.encode('utf-8')
+    return _atomic(path, lambda f: f.write(data))
 
 def load_checkpoint(path: str | Path) -> dict:
     "Load a checkpoint safely (`weights_only=True`) onto the CPU; a missing or unreadable file is a clear error."
@@ -656,9 +666,7 @@ class Learner:
         if self.mix: self.mix.load_state_dict(mix[self.rank] if len(mix) == self.world else mix[0])
         sums = (torch.tensor(ck['running'], dtype=self.sum_dtype) if self.is_main else torch.zeros(3, dtype=self.sum_dtype))
         if self.is_main and self.out_dir:                       # metrics.jsonl = the history of the checkpoint
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.out_dir / '.metrics.jsonl.tmp'
-            tmp.write_text(''.join(json.dumps(r) + '\n' for r in self.history)); os.replace(tmp, self.out_dir / 'metrics.jsonl')
+            atomic_write_text(self.out_dir / 'metrics.jsonl', ''.join(json.dumps(r) + '\n' for r in self.history))
         return ck['epoch'], ck['batch_in_epoch'], sums.to(self.device), notes
 
     # ---- one step ----------------------------------------------------------------------------------------------

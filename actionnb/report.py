@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from .core import get_model_spec, list_models
+from .learner import atomic_write_text
 from .profile import clip_model, count_flops, count_params
 
 # %% auto #0
@@ -526,7 +527,7 @@ def update_index(section: str, path: str | Path = 'nbs/index.ipynb') -> bool:
     lines = section.splitlines(keepends=True)
     if cells[0]['source'] == lines: return False
     cells[0]['source'] = lines
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+    atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + '\n')   # a kill must not truncate the index
     return True
 
 # %% ../nbs/34_report.ipynb #ac10bab0
@@ -538,7 +539,7 @@ def write_report(results_dir: str | Path = 'results', out: str | Path | None = N
     report = build_report(results_dir)
     md = render_report(report, figure=FIGURE if figure else None)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
+    atomic_write_text(out, md)
     if figure:
         import matplotlib.pyplot as plt
         plt.close(tradeoff_figure(report, out.parent / FIGURE))
